@@ -1,0 +1,67 @@
+# `make run` and `make test` set everything up on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export RASA_TELEMETRY_ENABLED := false
+export SQLALCHEMY_SILENCE_UBER_WARNING := 1
+
+.PHONY: help setup run test lint unit validate train stories e2e bench clean
+
+help:
+	@echo "make run    set up, train if needed, start everything, print the chat address"
+	@echo "make test   set up and run the whole suite"
+
+# Rasa 3.6 needs Python 3.10: PATH first, then pyenv's 3.10 builds.
+define find_python
+for candidate in python3.10 \
+    $$(ls -d "$${PYENV_ROOT:-$$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)}"/versions/3.10.*/bin/python3.10 2>/dev/null | sort -V -r); do \
+  if "$$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' >/dev/null 2>&1; then \
+    echo "$$candidate"; exit 0; fi; \
+done; exit 1
+endef
+
+$(STAMP): pyproject.toml constraints.txt
+	@python=$$($(find_python)) || { \
+	  echo "Python 3.10 was not found. Rasa 3.6 needs Python 3.10."; \
+	  echo "Install it (for example: pyenv install 3.10) and run make again."; exit 1; }; \
+	echo "Using $$python"; \
+	[ -x $(PY) ] && $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' || \
+	  { rm -rf $(VENV); "$$python" -m venv $(VENV); }
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/referral-assistant run
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check bot actions tests bench
+
+unit: $(STAMP)
+	$(PY) -m pytest -m "not e2e" -q
+
+validate: $(STAMP)
+	$(VENV)/bin/rasa data validate --fail-on-warnings --quiet
+
+train: $(STAMP)
+	$(VENV)/bin/referral-assistant train
+
+stories: train
+	$(VENV)/bin/rasa test core --stories tests/test_stories.yml --fail-on-prediction-errors \
+	  --model "$$($(PY) -c 'from bot.training import model_path; print(model_path())')" \
+	  --out var/results --quiet
+
+e2e: train
+	$(PY) -m pytest -m e2e -q
+
+# Gates from cheap to expensive.
+test: lint unit validate train stories e2e
+
+bench: $(STAMP)
+	@for b in bench/*.py; do $(PY) $$b; done
+
+clean:
+	rm -rf $(VENV) models var .rasa results

@@ -1,0 +1,219 @@
+"""The referral form's validation action: a thin adapter over bot.validators.
+
+domain.yml needs, for every slot this validates: a from_text mapping scoped
+to ``referral_form``, ``utter_ask_referral_form_<slot>``, and an
+``utter_invalid_<problem>`` response for every problem key bot.validators
+can return for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import logging
+from typing import Any
+
+from rasa_sdk import Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.forms import FormValidationAction
+from rasa_sdk.types import DomainDict
+
+from bot import dataset, referral, services, validators
+from bot.config import ServiceConfig, Settings
+from bot.dataset import NON_ANSWERS, SKIPPED
+from bot.store.db import StoreUnavailable
+from bot.store.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+FORM = "referral_form"
+
+
+@functools.lru_cache(maxsize=1)
+def _settings() -> tuple[Settings, ServiceConfig]:
+    settings = Settings.from_env()
+    return settings, settings.service_config()
+
+
+def _rules() -> validators.Rules:
+    config = _settings()[1]
+    return validators.Rules(postal_format=config.postal_format, phone_region=config.phone_region)
+
+
+class ValidateReferralForm(FormValidationAction):
+    def name(self) -> str:
+        return "validate_referral_form"
+
+    async def required_slots(
+        self,
+        domain_slots: list[str],
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        domain: DomainDict,
+    ) -> list[str]:
+        return referral.required_slots(tracker.slots)
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        events = await super().run(dispatcher, tracker, domain)
+        config = _settings()[1]
+        # Values the responses interpolate; set once so every response can use them.
+        if tracker.get_slot("local_crisis_line") is None:
+            events.append(SlotSet("local_crisis_line", config.local_crisis_line))
+            events.append(SlotSet("expected_wait", config.expected_wait))
+        # super().run() has applied this turn's slot events to tracker.slots.
+        answers = tracker.slots
+        required = referral.required_slots(answers)
+        if next((s for s in required if answers.get(s) is None), None) == referral.REVIEW:
+            events.append(SlotSet("review_summary", referral.summary(answers)))
+        return events
+
+    async def get_validation_events(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        """Validate each slot filled this turn; one generic path for every field.
+
+        Equivalent to a ``validate_<slot>`` method per slot: each returns the
+        normalised value, or utters ``utter_invalid_<problem>`` and clears it.
+        """
+        wanted = set(referral.required_slots(tracker.slots))
+        updates: dict[str, Any] = {}
+        for slot, value in tracker.slots_to_validate().items():
+            if slot not in wanted:
+                continue
+            result = await self.validate_slot(slot, value, dispatcher, tracker)
+            updates.update(result)
+            tracker.slots.update(result)
+        return [SlotSet(slot, value) for slot, value in updates.items()]
+
+    async def validate_slot(
+        self, slot: str, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker
+    ) -> dict[str, Any]:
+        special = getattr(self, f"validate_{slot}", None)
+        if special is not None:
+            return await special(value, dispatcher, tracker)
+        spec = dataset.load().get(slot)
+        outcome = validators.check(spec, _text(value), _rules())
+        if not outcome.ok:
+            dispatcher.utter_message(response=f"utter_invalid_{outcome.problem}")
+            return {slot: None}
+        return await self._after_field(slot, outcome.value, dispatcher, tracker)
+
+    async def _after_field(
+        self, slot: str, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker
+    ) -> dict[str, Any]:
+        """Follow-ups that depend on an accepted answer."""
+        answers = {**tracker.slots, slot: value}
+        if slot == "date_of_birth":
+            age = validators.age_on(dt.date.fromisoformat(value), dt.date.today())
+            if age < _settings()[1].minimum_age:
+                dispatcher.utter_message(response="utter_under_minimum_age")
+        elif slot == "current_risk" and value in ("yes", "unclear"):
+            dispatcher.utter_message(response="utter_risk_support")
+        elif slot in ("phone", "email") and referral.contact_route_missing(answers):
+            dispatcher.utter_message(response="utter_invalid_contact_route")
+            return {"phone": None, "email": None}
+        elif slot == "contact_preference":
+            problem = referral.contact_preference_problem(value, answers)
+            if problem:
+                dispatcher.utter_message(response=f"utter_invalid_{problem}")
+                return {slot: None}
+        return {slot: value}
+
+    async def validate_consent(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker
+    ) -> dict[str, Any]:
+        answer = validators.parse_yes_no(_text(value))
+        if answer is None:
+            dispatcher.utter_message(response="utter_invalid_yes_no")
+            return {"consent": None}
+        if not answer:
+            return {"consent": False, "referral_outcome": "consent_declined"}
+        now = dt.datetime.now(dt.timezone.utc).isoformat()
+        return {"consent": True, "consent_given_at": now}
+
+    async def validate_referrer_type(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker
+    ) -> dict[str, Any]:
+        code = referral.parse_referrer_type(_text(value))
+        if code is None:
+            dispatcher.utter_message(response="utter_invalid_referrer_type")
+            return {"referrer_type": None}
+        if code != "self":
+            return {"referrer_type": code, "referral_outcome": "other_referrer"}
+        return {"referrer_type": code}
+
+    async def validate_optional_questions(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker
+    ) -> dict[str, Any]:
+        answer = validators.parse_yes_no(_text(value))
+        if answer is None:
+            dispatcher.utter_message(response="utter_invalid_yes_no")
+            return {"optional_questions": None}
+        result: dict[str, Any] = {"optional_questions": answer}
+        if not answer:
+            # Not asked because the person chose not to: recorded as skipped.
+            result.update({spec.name: SKIPPED for spec in dataset.load().section("extra")})
+        return result
+
+    async def validate_change_item(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker
+    ) -> dict[str, Any]:
+        choice = referral.parse_review(_text(value), tracker.slots)
+        if choice is None or choice.action != "change":
+            dispatcher.utter_message(response="utter_review_which")
+            return {"change_item": None}
+        return {"change_item": None, "review": None, **_clear(choice.field)}
+
+    async def validate_review(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker
+    ) -> dict[str, Any]:
+        choice = referral.parse_review(_text(value), tracker.slots)
+        if choice is None:
+            dispatcher.utter_message(response="utter_invalid_review")
+            return {"review": None}
+        if choice.action == "which":
+            return {"review": referral.REVIEW_CHANGE}
+        if choice.action == "change":
+            return {"review": None, **_clear(choice.field)}
+        return await self._submit(dispatcher, tracker)
+
+    async def _submit(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> dict[str, Any]:
+        consent_at = tracker.get_slot("consent_given_at")
+        submission = services.Submission(
+            conversation_id=tracker.sender_id,
+            referrer_type=tracker.get_slot("referrer_type"),
+            answers=tracker.slots,
+            consent_given_at=dt.datetime.fromisoformat(consent_at) if consent_at else None,
+        )
+        uow = UnitOfWork(_settings()[0].database_url)
+        try:
+            result = await asyncio.to_thread(services.submit_referral, uow, submission)
+        except StoreUnavailable as err:
+            # Nothing is lost: every answer stays in the conversation and the
+            # form asks again, so the next "send" retries.
+            log.error("referral store unavailable at submission: %s", err)
+            dispatcher.utter_message(response="utter_submit_failed")
+            return {"review": None}
+        log.info("referral submitted (created=%s)", result.created)
+        return {
+            "review": referral.REVIEW_SEND,
+            "reference": result.reference,
+            "referral_outcome": "submitted",
+        }
+
+
+def _clear(field: str) -> dict[str, Any]:
+    """Slots to empty so the form asks ``field`` again."""
+    cleared: dict[str, Any] = {field: None}
+    if field == "current_risk":
+        cleared["current_risk_details"] = None
+    return cleared
+
+
+def _text(value: Any) -> str:
+    if value in NON_ANSWERS or value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)

@@ -1,0 +1,1 @@
+"""Referral assistant domain logic: no Rasa imports outside bot.nlu."""

@@ -1,0 +1,148 @@
+"""Settings, read from the environment in one place.
+
+Every variable has a safe local default so a new user needs no setup. The
+defaults keep everything on loopback and in files under ``var/``.
+
+| variable            | default                              |
+|---------------------|--------------------------------------|
+| REFERRAL_VAR_DIR    | ./var                                |
+| DATABASE_URL        | sqlite:///<var>/referrals.db         |
+| TRACKER_DB          | <var>/tracker.db (Rasa's tracker)    |
+| HOST                | 127.0.0.1                            |
+| RASA_PORT           | 5005                                 |
+| ACTION_PORT         | 5055                                 |
+| WEB_PORT            | 8080                                 |
+| RASA_URL            | http://127.0.0.1:<RASA_PORT>         |
+| RASA_TIMEOUT        | 10 (seconds, at most 10)             |
+| RASA_MODEL          | newest models/referral-*.tar.gz      |
+| SESSION_SECRET      | generated once into <var>/session_secret |
+| SERVICE_CONFIG      | bot/service.yml                      |
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MAX_MESSAGE_CHARS = 2000
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """What the service offers and how it talks about itself (bot/service.yml)."""
+
+    name: str
+    postal_format: str  # "us" or "uk"
+    phone_region: str  # ISO 3166 region for parsing local numbers
+    expected_wait: str
+    local_crisis_line: str
+    minimum_age: int
+    is_example: bool
+
+    @classmethod
+    def load(cls, path: Path) -> ServiceConfig:
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise ConfigError(f"SERVICE_CONFIG file not found: {path}") from err
+        try:
+            config = cls(
+                name=str(raw["name"]),
+                postal_format=str(raw["postal_format"]).lower(),
+                phone_region=str(raw["phone_region"]).upper(),
+                expected_wait=str(raw["expected_wait"]),
+                local_crisis_line=str(raw["local_crisis_line"]),
+                minimum_age=int(raw.get("minimum_age", 18)),
+                is_example=bool(raw.get("example", False)),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise ConfigError(f"{path}: missing or bad setting: {err}") from err
+        if config.postal_format not in ("us", "uk"):
+            raise ConfigError(f"{path}: postal_format must be 'us' or 'uk'")
+        return config
+
+
+@dataclass(frozen=True)
+class Settings:
+    var_dir: Path
+    database_url: str
+    tracker_db: Path
+    host: str
+    rasa_port: int
+    action_port: int
+    web_port: int
+    rasa_url: str
+    rasa_timeout: float
+    service_config_path: Path
+    secret_file: Path
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        var_dir = Path(env.get("REFERRAL_VAR_DIR", PROJECT_ROOT / "var")).resolve()
+        host = env.get("HOST", "127.0.0.1")
+        rasa_port = _port(env, "RASA_PORT", 5005)
+        timeout = _number(env, "RASA_TIMEOUT", 10.0)
+        if not 0 < timeout <= 10:
+            raise ConfigError("RASA_TIMEOUT must be more than 0 and at most 10 seconds")
+        return cls(
+            var_dir=var_dir,
+            database_url=env.get("DATABASE_URL") or f"sqlite:///{var_dir / 'referrals.db'}",
+            tracker_db=Path(env.get("TRACKER_DB", var_dir / "tracker.db")).resolve(),
+            host=host,
+            rasa_port=rasa_port,
+            action_port=_port(env, "ACTION_PORT", 5055),
+            web_port=_port(env, "WEB_PORT", 8080),
+            rasa_url=env.get("RASA_URL", f"http://127.0.0.1:{rasa_port}").rstrip("/"),
+            rasa_timeout=timeout,
+            service_config_path=Path(
+                env.get("SERVICE_CONFIG", PROJECT_ROOT / "bot" / "service.yml")
+            ),
+            secret_file=var_dir / "session_secret",
+        )
+
+    def service_config(self) -> ServiceConfig:
+        return ServiceConfig.load(self.service_config_path)
+
+    def session_secret(self, env: dict[str, str] | None = None) -> bytes:
+        """SESSION_SECRET, or a development secret generated once under var/."""
+        env = os.environ if env is None else env
+        if env.get("SESSION_SECRET"):
+            return env["SESSION_SECRET"].encode()
+        if self.secret_file.exists():
+            return self.secret_file.read_bytes().strip()
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(32).encode()
+        self.secret_file.write_bytes(value)
+        self.secret_file.chmod(0o600)
+        log.warning("SESSION_SECRET not set; generated a development secret in %s", self.secret_file)
+        return value
+
+
+def _port(env: dict[str, str], name: str, default: int) -> int:
+    value = int(_number(env, name, default))
+    if not 0 < value < 65536:
+        raise ConfigError(f"{name} must be a port number between 1 and 65535")
+    return value
+
+
+def _number(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError as err:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from err

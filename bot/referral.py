@@ -1,0 +1,186 @@
+"""The referral dialogue's rules, independent of Rasa.
+
+``answers`` everywhere is a mapping of slot name to slot value, as the form
+holds them: validated values, or the SKIPPED / UNKNOWN / DECLINED markers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bot import dataset
+from bot.dataset import NON_ANSWERS, FieldSpec
+
+REFERRER_TYPES = {"Myself": "self", "Someone else": "someone_else", "I'm a professional": "professional"}
+
+# Dialogue step slots (see `steps` in dataset.yml).
+CONSENT = "consent"
+REFERRER_TYPE = "referrer_type"
+OPTIONAL_QUESTIONS = "optional_questions"
+CHANGE_ITEM = "change_item"
+REVIEW = "review"
+REVIEW_SEND = "send"
+REVIEW_CHANGE = "change"  # wants to change an answer, has not said which yet
+
+OUTCOME_RESPONSES = {
+    "submitted": "utter_already_sent",
+    "consent_declined": "utter_conversation_closed",
+    "other_referrer": "utter_conversation_closed",
+}
+
+
+def required_slots(answers: Mapping[str, object]) -> list[str]:
+    """The slots the referral form needs, in order, given what is known so far.
+
+    The form asks the first of these that has no value. Consent comes first;
+    a "no" ends the form. Only the self-referral path collects the dataset
+    for now; the other referrer types end after the choice.
+    """
+    slots = [CONSENT]
+    if answers.get(CONSENT) is not True:
+        return slots
+    slots.append(REFERRER_TYPE)
+    if answers.get(REFERRER_TYPE) != "self":
+        return slots
+    ds = dataset.load()
+    for spec in ds.fields:
+        if spec.section == "core":
+            slots.append(spec.name)
+            if spec.name == "current_risk" and answers.get("current_risk") in ("yes", "unclear"):
+                slots.append("current_risk_details")
+    slots.append(OPTIONAL_QUESTIONS)
+    if answers.get(OPTIONAL_QUESTIONS) is True:
+        slots.extend(spec.name for spec in ds.section("extra"))
+    if answers.get(REVIEW) == REVIEW_CHANGE:
+        slots.append(CHANGE_ITEM)
+    slots.append(REVIEW)
+    return slots
+
+
+def asked_fields(answers: Mapping[str, object]) -> list[FieldSpec]:
+    """Dataset fields on this conversation's path, in order."""
+    ds = dataset.load()
+    wanted = set(required_slots(answers))
+    return [spec for spec in ds.fields if spec.name in wanted]
+
+
+def contact_route_missing(answers: Mapping[str, object]) -> bool:
+    """True when both phone and email have been answered without a value."""
+    phone, email = answers.get("phone"), answers.get("email")
+    return phone in NON_ANSWERS and email in NON_ANSWERS
+
+
+def contact_preference_problem(choice: str, answers: Mapping[str, object]) -> str | None:
+    """The re-ask key when the chosen route has no phone or email to use."""
+    needs = {"Phone call": "phone", "Text message": "phone", "Email": "email"}[choice]
+    if answers.get(needs) in NON_ANSWERS or answers.get(needs) is None:
+        return f"contact_preference_{needs}"
+    return None
+
+
+def display_value(spec: FieldSpec, value: object) -> str:
+    """How an answer reads back in the review summary."""
+    if value in NON_ANSWERS:
+        return {"skipped": "(skipped)", "unknown": "(don't know)", "declined": "(rather not say)"}[
+            NON_ANSWERS[value]
+        ]
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if spec.name == "current_risk":
+        return {"yes": "Yes", "no": "No", "unclear": "Not sure"}.get(str(value), str(value))
+    text = str(value)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def summary(answers: Mapping[str, object]) -> str:
+    """One line per answered field, "Label: value", in the order asked."""
+    lines = []
+    for spec in asked_fields(answers):
+        if answers.get(spec.name) is not None:
+            lines.append(f"- {spec.label}: {display_value(spec, answers[spec.name])}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ReviewChoice:
+    action: str  # "send", "change", "which" (wants to change but did not say what)
+    field: str | None = None
+
+
+_CHANGE = re.compile(r"\b(change|edit|fix|correct|update|wrong|mistake|go back)\b", re.I)
+_SEND = re.compile(r"^\s*(send( it| my referral| referral)?|submit( it)?|yes|yes send it|"
+                   r"looks (good|right)|that'?s (right|correct)|all (good|correct)|correct|"
+                   r"yes please|confirm|ok(ay)?|done)\W*$", re.I)
+
+
+def parse_review(text: str, answers: Mapping[str, object]) -> ReviewChoice | None:
+    """What a person wants at the review step."""
+    if _SEND.match(text) or text.strip().lower() == "send my referral":
+        return ReviewChoice("send")
+    spec = dataset.load().match_label(text)
+    asked = {s.name for s in asked_fields(answers)}
+    if spec is not None and spec.name in asked:
+        return ReviewChoice("change", spec.name)
+    if _CHANGE.search(text):
+        return ReviewChoice("which")
+    return None
+
+
+_SELF = re.compile(r"\b(me|myself|my self|for me|mine|i am|i'm|im)\b", re.I)
+_PROFESSIONAL = re.compile(
+    r"\b(professional|doctor|gp|nurse|counsel+or|social worker|clinician|therapist|"
+    r"teacher|support worker|case ?worker|patient|client)\b", re.I)
+_OTHER = re.compile(
+    r"\b(someone|somebody|other|else|my (son|daughter|child|kid|partner|wife|husband|"
+    r"mum|mom|dad|father|mother|friend|brother|sister|parent|boyfriend|girlfriend))\b", re.I)
+
+
+def parse_referrer_type(text: str) -> str | None:
+    """"self", "someone_else" or "professional" from a choice or a few words."""
+    from bot.validators import match_choice
+
+    choice = match_choice(text, tuple(REFERRER_TYPES))
+    if choice is not None:
+        return REFERRER_TYPES[choice]
+    if _PROFESSIONAL.search(text):
+        return "professional"
+    if _OTHER.search(text):
+        return "someone_else"
+    if _SELF.search(text):
+        return "self"
+    return None
+
+
+def record(answers: Mapping[str, object]) -> dict:
+    """The dataset part of the referral record, with the non-answers listed.
+
+    ``dataset_complete`` is true when every required field has a value (a
+    declinable field may be declined) and there is a contact route.
+    """
+    ds = dataset.load()
+    values: dict[str, object] = {}
+    lists: dict[str, list[str]] = {"skipped": [], "unknown": [], "declined": []}
+    for spec in ds.fields:
+        value = answers.get(spec.name)
+        if value in NON_ANSWERS:
+            lists[NON_ANSWERS[value]].append(spec.name)
+            value = None
+        values[spec.name] = value
+    complete = not contact_route_missing(answers) and all(
+        values.get(spec.name) is not None
+        or (
+            spec.requirement == dataset.DECLINABLE
+            and spec.name in lists["declined"] + lists["unknown"]
+        )
+        for spec in ds.fields
+        if spec.requirement in (dataset.REQUIRED, dataset.DECLINABLE)
+    )
+    return {
+        **values,
+        "declined_fields": lists["declined"],
+        "skipped_fields": lists["skipped"],
+        "unknown_fields": lists["unknown"],
+        "dataset_complete": complete,
+    }

@@ -1,0 +1,112 @@
+"""Service layer: what the chat, the web service and the CLI do with referrals.
+
+Each function takes a unit of work, so the caller chooses the database and
+tests can use a real SQLite file or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import IntegrityError
+
+from bot import dataset, referral
+from bot.store.models import DATASET_COLUMNS, SYSTEM_FIELDS, Referral, utcnow
+from bot.store.unit_of_work import UnitOfWork
+
+_REFERENCE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"  # no 0/O, 1/I/L, U
+
+
+def new_reference() -> str:
+    """A short reference people can read out on the phone: CMH-XXXX-XXXX."""
+    chars = [secrets.choice(_REFERENCE_ALPHABET) for _ in range(8)]
+    return f"CMH-{''.join(chars[:4])}-{''.join(chars[4:])}"
+
+
+@dataclass(frozen=True)
+class Submission:
+    conversation_id: str
+    referrer_type: str
+    answers: Mapping[str, object]
+    channel: str = "web_chat"
+    consent_given_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    reference: str
+    created: bool
+    dataset_complete: bool = field(default=False)
+
+
+def submit_referral(uow: UnitOfWork, submission: Submission) -> SubmitResult:
+    """Store the referral once per conversation.
+
+    Submitting the same conversation again (a retry, a double click, two
+    requests at the same moment) returns the first referral's reference with
+    ``created=False``; the unique conversation id settles races.
+    """
+    with uow:
+        existing = uow.referrals.by_conversation(submission.conversation_id)
+        if existing is not None:
+            return SubmitResult(existing.reference, False, existing.dataset_complete)
+        values = referral.record(submission.answers)
+        if values.get("date_of_birth"):
+            values["date_of_birth"] = dt.date.fromisoformat(str(values["date_of_birth"]))
+        row = Referral(
+            reference=new_reference(),
+            conversation_id=submission.conversation_id,
+            referrer_type=submission.referrer_type,
+            channel=submission.channel,
+            consent_given_at=submission.consent_given_at,
+            submitted_at=utcnow(),
+            dataset_version=dataset.load().version,
+            **values,
+        )
+        uow.referrals.add(row)
+        try:
+            uow.session.flush()
+            uow.referrals.add_event(row, "created", channel=submission.channel)
+            uow.referrals.add_event(
+                row, "submitted", dataset_complete=row.dataset_complete
+            )
+            uow.commit()
+        except IntegrityError:
+            uow.rollback()
+            existing = uow.referrals.by_conversation(submission.conversation_id)
+            if existing is None:  # a reference collision, not a duplicate: try again
+                return submit_referral(uow, submission)
+            return SubmitResult(existing.reference, False, existing.dataset_complete)
+        return SubmitResult(row.reference, True, row.dataset_complete)
+
+
+def as_record(row: Referral) -> dict:
+    """A referral as the export shows it: data-dictionary names, JSON-ready values."""
+    out: dict[str, object] = {}
+    for name in SYSTEM_FIELDS + DATASET_COLUMNS:
+        value = getattr(row, name)
+        out[name] = value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else value
+    out["status"] = row.status
+    return out
+
+
+def export_records(uow: UnitOfWork) -> Iterator[dict]:
+    with uow:
+        for row in uow.referrals.all():
+            yield as_record(row)
+
+
+def find_referral(uow: UnitOfWork, reference: str) -> dict | None:
+    """One referral with its event history, or None."""
+    with uow:
+        row = uow.referrals.by_reference(reference.strip().upper())
+        if row is None:
+            return None
+        record = as_record(row)
+        record["events"] = [
+            {"kind": e.kind, "at": e.at.isoformat(), "detail": e.detail} for e in row.events
+        ]
+        return record

@@ -1,0 +1,1 @@
+"""The referral store: models, repository, unit of work and migrations."""

@@ -1,0 +1,98 @@
+"""SQLAlchemy models: a referral with typed dataset columns, and its events.
+
+The dataset columns are generated from the data dictionary so the names can
+never drift from the contract. Alembic migrations are the schema's source of
+truth in a database; tests check the two agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import declarative_base, relationship
+
+from bot import dataset
+
+Base = declarative_base()
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+_COLUMN_TYPES = {"text": Text, "date": Date, "bool": Boolean}
+
+
+def _dataset_columns() -> dict[str, Column]:
+    return {
+        spec.name: Column(spec.name, _COLUMN_TYPES[spec.type], nullable=True)
+        for spec in dataset.load().fields
+    }
+
+
+class _ReferralBase(Base):
+    __abstract__ = True
+
+    id = Column(Integer, primary_key=True)
+    reference = Column(String(20), nullable=False, unique=True)
+    # The chat conversation that produced the referral: the idempotency key.
+    conversation_id = Column(String(64), nullable=False, unique=True)
+    referrer_type = Column(String(20), nullable=False)
+    channel = Column(String(20), nullable=False)
+    status = Column(String(30), nullable=False, default="submitted")
+    consent_given_at = Column(DateTime(timezone=True), nullable=True)
+    submitted_at = Column(DateTime(timezone=True), nullable=False)
+    dataset_version = Column(Integer, nullable=False)
+    dataset_complete = Column(Boolean, nullable=False)
+    declined_fields = Column(JSON, nullable=False, default=list)
+    skipped_fields = Column(JSON, nullable=False, default=list)
+    unknown_fields = Column(JSON, nullable=False, default=list)
+    # What triage needs later: set by the triage engine and staff.
+    urgency_band = Column(String(20), nullable=True, index=True)
+    pathway = Column(String(30), nullable=True)
+    crisis_flag = Column(Boolean, nullable=False, default=False)
+    needs_clarification = Column(Boolean, nullable=False, default=False)
+    missing_fields = Column(JSON, nullable=False, default=list)
+    criteria_version = Column(String(40), nullable=True)
+    person_key = Column(String(64), nullable=True, index=True)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    updated_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow)
+
+
+Referral = type("Referral", (_ReferralBase,), {"__tablename__": "referrals", **_dataset_columns()})
+
+
+class ReferralEvent(Base):
+    """Something that happened to a referral: created, submitted, triaged, ..."""
+
+    __tablename__ = "referral_events"
+
+    id = Column(Integer, primary_key=True)
+    referral_id = Column(
+        Integer, ForeignKey("referrals.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    kind = Column(String(40), nullable=False)
+    at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    detail = Column(JSON, nullable=False, default=dict)
+
+
+Referral.events = relationship(
+    ReferralEvent, order_by=ReferralEvent.id, cascade="all, delete-orphan", lazy="raise"
+)
+
+DATASET_COLUMNS = tuple(spec.name for spec in dataset.load().fields)
+SYSTEM_FIELDS = (
+    "reference", "referrer_type", "submitted_at", "consent_given_at", "dataset_complete",
+    "declined_fields", "skipped_fields", "unknown_fields", "channel",
+)

@@ -1,0 +1,37 @@
+"""Repository: the only code that queries referral tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from bot.store.models import Referral, ReferralEvent
+
+
+class ReferralRepository:
+    def __init__(self, session: Session):
+        self.session = session
+
+    def add(self, referral: Referral) -> None:
+        self.session.add(referral)
+
+    def add_event(self, referral: Referral, kind: str, **detail) -> None:
+        self.session.add(ReferralEvent(referral_id=referral.id, kind=kind, detail=detail))
+
+    def by_conversation(self, conversation_id: str) -> Referral | None:
+        return self.session.scalars(
+            select(Referral).where(Referral.conversation_id == conversation_id)
+        ).one_or_none()
+
+    def by_reference(self, reference: str) -> Referral | None:
+        return self.session.scalars(
+            select(Referral)
+            .where(Referral.reference == reference)
+            .options(selectinload(Referral.events))
+        ).one_or_none()
+
+    def all(self, batch: int = 200) -> Iterator[Referral]:
+        statement = select(Referral).order_by(Referral.id).execution_options(yield_per=batch)
+        yield from self.session.scalars(statement)

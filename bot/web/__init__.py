@@ -1,0 +1,1 @@
+"""The referral service: the web chat page and the gateway to Rasa."""

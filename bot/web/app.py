@@ -1,0 +1,179 @@
+"""aiohttp application factory: the chat page, the chat gateway and health.
+
+The browser only ever talks to this service. It owns the conversation id (a
+signed cookie), refuses bad messages before they reach Rasa, and turns
+Rasa's silent failures (HTTP 200 with an empty list, or a hang) into a
+visible message with crisis numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from bot.config import MAX_MESSAGE_CHARS, Settings
+from bot.web import messages, session
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).with_name("static")
+SETTINGS = web.AppKey("settings", Settings)
+SECRET = web.AppKey("secret", bytes)
+CLIENT = web.AppKey("client", aiohttp.ClientSession)
+START_MESSAGE = "/greet"  # only the gateway may send an intent
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024, middlewares=[security_headers])
+    app[SETTINGS] = settings
+    app[SECRET] = settings.session_secret()
+    app.cleanup_ctx.append(_client_session)
+    app.add_routes(
+        [
+            web.get("/", index),
+            web.get("/healthz", health),
+            web.post("/api/chat/start", chat_start),
+            web.post("/api/chat/restart", chat_restart),
+            web.post("/api/chat", chat_message),
+            web.static("/static", STATIC, append_version=False),
+        ]
+    )
+    return app
+
+
+async def _client_session(app: web.Application):
+    timeout = aiohttp.ClientTimeout(total=app[SETTINGS].rasa_timeout)
+    async with aiohttp.ClientSession(timeout=timeout) as client:
+        app[CLIENT] = client
+        yield
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler):
+    response = await handler(request)
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    )
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if request.path.startswith("/api/") or request.path == "/":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+async def health(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    client = request.app[CLIENT]
+    checks = {
+        "rasa": f"{settings.rasa_url}/webhooks/rest/",
+        "actions": f"http://127.0.0.1:{settings.action_port}/health",
+    }
+    results = await asyncio.gather(*(_reachable(client, url) for url in checks.values()))
+    status = dict(zip(checks, results, strict=True))
+    return web.json_response({"status": "ok", "web": True, **status})
+
+
+async def _reachable(client: aiohttp.ClientSession, url: str) -> bool:
+    try:
+        async with client.get(url, timeout=aiohttp.ClientTimeout(total=1)) as response:
+            return response.status == 200
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return False
+
+
+def _conversation(request: web.Request) -> str | None:
+    return session.decode(request.app[SECRET], request.cookies.get(session.COOKIE_NAME))
+
+
+def _with_cookie(request: web.Request, response: web.Response, conversation_id: str) -> None:
+    response.set_cookie(
+        session.COOKIE_NAME,
+        session.encode(request.app[SECRET], conversation_id),
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+        path="/",
+    )
+
+
+async def chat_start(request: web.Request) -> web.Response:
+    """Open (or reopen) this browser's conversation and return the greeting."""
+    conversation_id = _conversation(request)
+    if conversation_id is None:
+        return await _start_new(request)
+    return await _relay(request, conversation_id, START_MESSAGE)
+
+
+async def chat_restart(request: web.Request) -> web.Response:
+    return await _start_new(request)
+
+
+async def _start_new(request: web.Request) -> web.Response:
+    conversation_id = session.new_conversation_id()
+    response = await _relay(request, conversation_id, START_MESSAGE)
+    _with_cookie(request, response, conversation_id)
+    return response
+
+
+async def chat_message(request: web.Request) -> web.Response:
+    conversation_id = _conversation(request)
+    if conversation_id is None:
+        # No valid session: start one rather than guess whose conversation it is.
+        return await _start_new(request)
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    text = body.get("text") if isinstance(body, dict) else None
+    if not isinstance(text, str):
+        return _refuse("utter_message_not_text", "not_text", 400)
+    if len(text) > MAX_MESSAGE_CHARS:
+        return _refuse("utter_invalid_too_long", "too_long", 413)
+    text = text.strip().lstrip("/").strip()  # a leading slash would let a user send an intent
+    if not text:
+        return _refuse("utter_invalid_empty", "empty", 400)
+    return await _relay(request, conversation_id, text)
+
+
+def _refuse(response_name: str, error: str, status: int) -> web.Response:
+    log.info("chat message refused: %s", error)
+    return web.json_response(
+        {"error": error, "messages": [messages.message(response_name)]}, status=status
+    )
+
+
+async def _relay(request: web.Request, conversation_id: str, text: str) -> web.Response:
+    settings = request.app[SETTINGS]
+    url = f"{settings.rasa_url}/webhooks/rest/webhook"
+    try:
+        async with request.app[CLIENT].post(
+            url, json={"sender": conversation_id, "message": text}
+        ) as response:
+            replies = await response.json(content_type=None) if response.status == 200 else None
+            failure = None if response.status == 200 else f"status {response.status}"
+    except asyncio.TimeoutError:
+        replies, failure = None, "timeout"
+    except (aiohttp.ClientError, ValueError) as err:
+        replies, failure = None, type(err).__name__
+    if not isinstance(replies, list) or not replies:
+        log.warning("rasa relay failed: %s", failure or "empty reply")
+        return web.json_response(
+            {"error": "unavailable", "messages": [messages.message("utter_service_error")]},
+            status=502,
+        )
+    out = [
+        {key: reply[key] for key in ("text", "custom", "buttons") if key in reply}
+        for reply in replies
+        if isinstance(reply, dict)
+    ]
+    return web.json_response({"messages": out})

@@ -1,0 +1,114 @@
+// Web chat client. Everything the assistant or the person writes is shown
+// with textContent, never as markup. Controls come from custom.input.
+"use strict";
+(function () {
+  const transcript = document.getElementById("transcript");
+  const form = document.getElementById("composer");
+  const choices = document.getElementById("choices");
+  const label = document.getElementById("answer-label");
+  const status = document.getElementById("status");
+  let answer = document.getElementById("answer");
+  let lastQuestion = null;
+
+  const INPUTS = {
+    text: { tag: "input", type: "text", autocomplete: "off" },
+    long_text: { tag: "textarea" },
+    date: { tag: "input", type: "text", autocomplete: "bday", inputmode: "text" },
+    phone: { tag: "input", type: "tel", autocomplete: "tel" },
+    email: { tag: "input", type: "email", autocomplete: "email" },
+    postal_code: { tag: "input", type: "text", autocomplete: "postal-code" },
+    choice: { tag: "input", type: "text", autocomplete: "off" },
+    yes_no: { tag: "input", type: "text", autocomplete: "off" },
+  };
+  const FIELD_AUTOCOMPLETE = { full_name: "name", preferred_name: "nickname" };
+
+  function add(text, who) {
+    const p = document.createElement("p");
+    p.className = "msg " + who;
+    p.textContent = text;
+    transcript.appendChild(p);
+    p.scrollIntoView({ block: "nearest" });
+  }
+
+  function render(question) {
+    lastQuestion = question;
+    const spec = INPUTS[question.input] || INPUTS.text;
+    const kept = answer.value;
+    const el = document.createElement(spec.tag);
+    el.id = "answer"; el.name = question.field || "answer"; el.maxLength = 2000;
+    if (spec.type) el.type = spec.type;
+    if (spec.tag === "textarea") el.rows = 3;
+    el.setAttribute("autocomplete", FIELD_AUTOCOMPLETE[question.field] || spec.autocomplete || "off");
+    if (spec.inputmode) el.inputMode = spec.inputmode;
+    el.value = kept;  // never lose what was typed
+    answer.replaceWith(el); answer = el;
+    choices.textContent = "";
+    const options = question.input === "yes_no" ? ["Yes", "No"] : (question.choices || []);
+    options.forEach(function (option) {
+      const b = document.createElement("button");
+      b.type = "button"; b.textContent = option;
+      b.addEventListener("click", function () { send(option); });
+      choices.appendChild(b);
+    });
+    if (question.optional) {
+      const b = document.createElement("button");
+      b.type = "button"; b.textContent = "Skip";
+      b.addEventListener("click", function () { send("skip"); });
+      choices.appendChild(b);
+    }
+  }
+
+  function show(messages) {
+    messages.forEach(function (m) {
+      if (m.text) add(m.text, "bot");
+      if (m.custom && m.custom.field) render(m.custom);
+    });
+  }
+
+  async function post(url, body) {
+    status.textContent = "";
+    try {
+      const r = await fetch(url, { method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
+      const data = await r.json();
+      show(data.messages || []);
+      if (!r.ok && lastQuestion) render(lastQuestion);
+      return r.ok;
+    } catch (e) {
+      add("Something went wrong on our side. Your answers are saved. If you need help now, call or text 988. In an emergency, call 911.", "bot");
+      return false;
+    }
+  }
+
+  async function send(text) {
+    add(text, "me");
+    const ok = await post("/api/chat", { text: text });
+    if (ok) answer.value = "";
+    answer.focus();
+  }
+
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    const text = answer.value;
+    if (!text.trim()) { status.textContent = "Please type an answer first."; return; }
+    send(text);
+  });
+  document.getElementById("help-now").addEventListener("click", function () {
+    const panel = document.getElementById("help-panel");
+    panel.hidden = !panel.hidden;
+    this.setAttribute("aria-expanded", String(!panel.hidden));
+  });
+  document.getElementById("restart").addEventListener("click", function () {
+    transcript.textContent = ""; post("/api/chat/restart");
+  });
+  function leave() { document.body.textContent = ""; window.location.replace("https://www.google.com/"); }
+  document.getElementById("leave").addEventListener("click", function (e) { e.preventDefault(); leave(); });
+  let lastEscape = 0;
+  document.addEventListener("keydown", function (e) {
+    if (e.key !== "Escape") return;
+    const now = Date.now();
+    if (now - lastEscape < 1000) leave();
+    lastEscape = now;
+  });
+  post("/api/chat/start");
+})();
