@@ -50,9 +50,14 @@ train: $(STAMP)
 	$(VENV)/bin/referral-assistant train
 
 stories: train
+	@rm -rf var/results
 	$(VENV)/bin/rasa test core --stories tests/test_stories.yml --fail-on-prediction-errors \
 	  --model "$$($(PY) -c 'from bot.training import model_path; print(model_path())')" \
 	  --out var/results --quiet
+	@# --fail-on-prediction-errors stops on a wrong action; a wrong intent only shows in the report.
+	@grep -q "None of the test stories failed" var/results/failed_test_stories.yml || \
+	  { echo "Conversation tests failed:"; cat var/results/failed_test_stories.yml; exit 1; }
+	@echo "Conversation tests: all stories passed."
 
 e2e: train
 	$(PY) -m pytest -m e2e -q

@@ -163,7 +163,7 @@ class ValidateReferralForm(FormValidationAction):
     ) -> dict[str, Any]:
         choice = referral.parse_review(_text(value), tracker.slots)
         if choice is None or choice.action != "change":
-            dispatcher.utter_message(response="utter_review_which")
+            dispatcher.utter_message(response="utter_invalid_change_item")
             return {"change_item": None}
         return {"change_item": None, "review": None, **_clear(choice.field)}
 

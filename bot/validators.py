@@ -259,8 +259,12 @@ def _check_text(spec: FieldSpec, text: str, rules: Rules) -> Outcome:
     return Outcome(text)
 
 
+# Names are letters in any script, with spaces, hyphens, apostrophes, dots and commas.
+_NOT_IN_NAMES = re.compile(r"[0-9<>{}\[\];=|\\@#$%^*_~+/]")
+
+
 def _check_name(spec: FieldSpec, text: str, rules: Rules) -> Outcome:
-    if _MARKUP.search(text) or len(text) > 200 or not any(ch.isalpha() for ch in text):
+    if _NOT_IN_NAMES.search(text) or len(text) > 200 or not any(ch.isalpha() for ch in text):
         return problem(spec.name)
     return Outcome(re.sub(r"\s+", " ", text))
 

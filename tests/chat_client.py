@@ -1,0 +1,82 @@
+"""A web-chat client for end-to-end tests: cookies, the gateway API, the protocol."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Reply:
+    status: int
+    messages: list[dict]
+    error: str | None = None
+
+    @property
+    def texts(self) -> list[str]:
+        return [m["text"] for m in self.messages if "text" in m]
+
+    @property
+    def question(self) -> dict | None:
+        """The last `custom` question payload in this reply (field/input/...)."""
+        asks = [m["custom"] for m in self.messages if "field" in m.get("custom", {})]
+        return asks[-1] if asks else None
+
+    @property
+    def submitted(self) -> dict | None:
+        done = [m["custom"]["submitted"] for m in self.messages if "submitted" in m.get("custom", {})]
+        return done[-1] if done else None
+
+
+@dataclass
+class ChatClient:
+    base_url: str
+    jar: http.cookiejar.CookieJar = field(default_factory=http.cookiejar.CookieJar)
+
+    def __post_init__(self):
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def post(
+        self, path: str, body: object, raw: bytes | None = None, content_type: str = "application/json"
+    ) -> Reply:
+        data = raw if raw is not None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.base_url + path, data=data, method="POST", headers={"Content-Type": content_type}
+        )
+        try:
+            with self.opener.open(request, timeout=30) as response:
+                status, payload = response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            status, payload = err.code, json.loads(err.read())
+        return Reply(status, payload.get("messages", []), payload.get("error"))
+
+    def start(self) -> Reply:
+        return self.post("/api/chat/start", {})
+
+    def say(self, text: str) -> Reply:
+        return self.post("/api/chat", {"text": text})
+
+    def cookie(self) -> str | None:
+        return next((c.value for c in self.jar if c.name == "ra_session"), None)
+
+
+def play(
+    client: ChatClient,
+    answers: dict[str, str],
+    stop_at: str = "review",
+    first: Reply | None = None,
+    limit: int = 80,
+) -> Reply:
+    """Answer each question by its custom.field until `stop_at` is asked."""
+    reply = first or client.start()
+    for _ in range(limit):
+        question = reply.question
+        assert question is not None, f"no question in reply: {reply}"
+        if question["field"] == stop_at:
+            return reply
+        assert question["field"] in answers, f"persona has no answer for {question['field']}"
+        reply = client.say(answers[question["field"]])
+    raise AssertionError(f"{stop_at} was never asked")

@@ -1,0 +1,193 @@
+"""Shared fixtures: the real domain, tracker factory, stores, and the running stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).parent))  # chat_client, catalogue
+
+
+# ---------------------------------------------------------------- domain and trackers
+
+
+@pytest.fixture(scope="session")
+def domain() -> dict:
+    """The real domain.yml, loaded once, as rasa-sdk actions receive it."""
+    return yaml.safe_load((ROOT / "domain.yml").read_text())
+
+
+@pytest.fixture
+def dispatcher():
+    from rasa_sdk.executor import CollectingDispatcher
+
+    return CollectingDispatcher()
+
+
+@pytest.fixture
+def make_tracker(domain):
+    from rasa_sdk import Tracker
+
+    def make(
+        slots=None, text=None, active_loop="referral_form", sender_id="test-conversation", set_this_turn=None
+    ):
+        """A tracker whose latest user message is `text`.
+
+        `set_this_turn` are slots the user's message filled (what the form's
+        validation action is asked to check).
+        """
+        all_slots = {name: None for name in domain["slots"]}
+        all_slots.update(slots or {})
+        all_slots.update(set_this_turn or {})
+        events = [{"event": "user", "text": text, "parse_data": {"intent": {"name": "inform"}}}]
+        events += [{"event": "slot", "name": k, "value": v} for k, v in (set_this_turn or {}).items()]
+        return Tracker(
+            sender_id=sender_id,
+            slots=all_slots,
+            latest_message={"text": text, "intent": {"name": "inform"}},
+            events=events,
+            paused=False,
+            followup_action=None,
+            active_loop={"name": active_loop} if active_loop else {},
+            latest_action_name="action_listen",
+        )
+
+    return make
+
+
+# ---------------------------------------------------------------- stores
+
+
+def _postgres_url() -> str | None:
+    url = os.environ.get("TEST_POSTGRES_URL")
+    if not url and os.environ.get("REQUIRE_POSTGRES"):
+        pytest.fail("REQUIRE_POSTGRES is set but TEST_POSTGRES_URL is not")
+    return url
+
+
+def _reset_postgres(url: str) -> None:
+    from sqlalchemy import text
+
+    from bot.store.db import engine_for
+
+    with engine_for(url).begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS referral_events, referrals, alembic_version CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request, tmp_path) -> str:
+    """A freshly migrated store: a SQLite file, and PostgreSQL when configured."""
+    from bot.store.migrate import upgrade
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'referrals.db'}"
+    else:
+        url = _postgres_url()
+        if url is None:
+            pytest.skip("TEST_POSTGRES_URL not set")
+        _reset_postgres(url)
+    upgrade(url)
+    return url
+
+
+# ---------------------------------------------------------------- the running stack
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    """`referral-assistant run`, started exactly as `make run` starts it."""
+
+    def __init__(self, var_dir: Path):
+        self.var_dir = var_dir
+        self.ports = {"WEB_PORT": free_port(), "RASA_PORT": free_port(), "ACTION_PORT": free_port()}
+        self.env = {
+            **os.environ,
+            "REFERRAL_VAR_DIR": str(var_dir),
+            **{k: str(v) for k, v in self.ports.items()},
+        }
+        for key in ("DATABASE_URL", "TRACKER_DB", "RASA_URL"):
+            self.env.pop(key, None)
+        self.web_url = f"http://127.0.0.1:{self.ports['WEB_PORT']}"
+        self.rasa_url = f"http://127.0.0.1:{self.ports['RASA_PORT']}"
+        self.database_url = f"sqlite:///{var_dir / 'referrals.db'}"
+        self.output: list[str] = []
+
+    def start(self, timeout: float = 240) -> None:
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("referral-assistant")), "run"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line and self.process.poll() is not None:
+                break
+            self.output.append(line)
+            if line.startswith("{") and json.loads(line).get("ready"):
+                return
+        self.stop()
+        raise RuntimeError("stack did not start:\n" + "".join(self.output) + self.logs())
+
+    def child_pids(self) -> list[int]:
+        result = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
+        return [int(p) for p in result.stdout.split()]
+
+    def logs(self) -> str:
+        out = []
+        for log in sorted((self.var_dir / "logs").glob("*.log")):
+            out.append(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+        return "\n".join(out)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(Path(sys.executable).with_name("referral-assistant")), *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.returncode
+
+
+@pytest.fixture(scope="session")
+def trained_model() -> Path:
+    """The current model, trained once per session if its inputs changed."""
+    from bot.training import ensure_model
+
+    return ensure_model()[0]
+
+
+@pytest.fixture(scope="session")
+def stack(trained_model, tmp_path_factory):
+    running = Stack(tmp_path_factory.mktemp("stack"))
+    running.start()
+    yield running
+    running.stop()

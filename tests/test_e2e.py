@@ -1,0 +1,221 @@
+"""End to end: `referral-assistant run`, a trained model, real conversations.
+
+Each conversation goes browser-side through the referral service's gateway,
+which relays to Rasa's REST channel; answers are chosen by `custom.field`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from chat_client import ChatClient, play
+from conftest import Stack
+
+pytestmark = pytest.mark.e2e
+PERSONAS = yaml.safe_load((Path(__file__).parent / "data" / "personas.yml").read_text())
+
+
+def exported(stack) -> list[dict]:
+    result = stack.cli("referrals", "export", "--format", "jsonl")
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def reach_review(stack) -> ChatClient:
+    client = ChatClient(stack.web_url)
+    play(client, PERSONAS["self_referral"]["answers"])
+    return client
+
+
+def test_a_full_self_referral_is_stored_as_given(stack):
+    persona = PERSONAS["self_referral"]
+    client = ChatClient(stack.web_url)
+    reply = client.start()
+    assert "automated" in reply.texts[0] and "988" in reply.texts[0] and "911" in reply.texts[0]
+    answers = persona["answers"]
+    # Bad answers first: each gets its own re-ask and the same question again.
+    bad_first = {
+        "date_of_birth": ("31/02/1990", "That date doesn't look right"),
+        "phone": ("12345", "That phone number doesn't look right"),
+    }
+    for _ in range(80):
+        field = reply.question["field"]
+        if field == "review":
+            break
+        if field in bad_first:
+            text, reask = bad_first.pop(field)
+            reply = client.say(text)
+            assert reply.texts[0].startswith(reask) and reply.question["field"] == field
+        reply = client.say(answers[field])
+    assert not bad_first
+    summary = "\n".join(reply.texts)
+    assert "Phone number: +14155552671" in summary and "Date of birth: 1990-03-14" in summary
+
+    # Change an answer at review by choosing the item, without retyping the rest.
+    reply = client.say("Change an answer")
+    assert reply.question["field"] == "change_item" and "Phone number" in reply.question["choices"]
+    reply = client.say("Phone number")
+    assert reply.question["field"] == "phone"
+    reply = client.say("415-555-2679")
+    assert reply.question["field"] == "review"
+    # ... and by saying it.
+    reply = client.say("change my email address")
+    assert reply.question["field"] == "email"
+    reply = client.say(answers["email"])
+    assert reply.question["field"] == "review"
+
+    reply = client.say("Send my referral")
+    submitted = reply.submitted
+    assert submitted and submitted["expected_wait"] == "10 working days"
+    assert any("988" in t and "911" in t and "(555) 010-0100" in t for t in reply.texts)
+
+    [record] = [r for r in exported(stack) if r["reference"] == submitted["reference"]]
+    expected = {**persona["expected"], "phone": "+14155552679"}
+    for name, value in expected.items():
+        assert record[name] == value, name
+    assert record["submitted_at"] and record["consent_given_at"]
+
+    shown = stack.cli("referrals", "show", submitted["reference"])
+    assert shown.returncode == 0 and json.loads(shown.stdout)["events"][0]["kind"] == "created"
+
+
+def test_sending_twice_one_after_the_other_stores_one_referral(stack):
+    client = reach_review(stack)
+    first = client.say("send")
+    second = client.say("send")
+    reference = first.submitted["reference"]
+    assert second.submitted["reference"] == reference
+    assert "already been sent" in second.texts[0]
+    assert len(second.texts) == 1
+    assert sum(r["reference"] == reference for r in exported(stack)) == 1
+
+
+def test_sending_twice_at_the_same_moment_stores_one_referral(stack):
+    client = reach_review(stack)
+    before = len(exported(stack))
+    replies = []
+    threads = [threading.Thread(target=lambda: replies.append(client.say("send"))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    references = {r.submitted["reference"] for r in replies}
+    assert len(references) == 1
+    assert len(exported(stack)) == before + 1
+
+
+def test_consent_no_ends_kindly_and_stores_nothing(stack):
+    before = len(exported(stack))
+    client = ChatClient(stack.web_url)
+    client.start()
+    reply = client.say("no")
+    assert "We have not kept anything" in reply.texts[0] and "988" in reply.texts[0]
+    assert reply.question is None
+    reply = client.say("hello?")
+    assert "This chat has ended" in reply.texts[0]
+    assert len(exported(stack)) == before
+
+
+def test_someone_else_is_offered_an_honest_route(stack):
+    client = ChatClient(stack.web_url)
+    client.start()
+    client.say("yes")
+    reply = client.say("Someone else")
+    assert "call our team" in reply.texts[0] and "988" in reply.texts[0]
+
+
+def test_any_first_message_starts_the_referral(stack):
+    client = ChatClient(stack.web_url)
+    client.post("/api/chat/restart", {})  # a fresh cookie, then a typed first message
+    restart_client = ChatClient(stack.web_url)
+    reply = restart_client.say("I need some help with my mood")
+    assert reply.question["field"] == "consent"
+
+
+def test_gateway_refuses_oversized_messages_and_keeps_the_question(stack):
+    client = ChatClient(stack.web_url)
+    client.start()
+    refused = client.say("x" * 2001)
+    assert refused.status == 413
+    reply = client.say("yes")
+    assert reply.question["field"] == "referrer_type"
+
+
+def test_another_sessions_conversation_cannot_be_reached(stack):
+    alice = ChatClient(stack.web_url)
+    alice.start()
+    alice.say("yes")
+    alice_id = alice.cookie().split(".")[0]
+    mallory = ChatClient(stack.web_url)
+    mallory.jar.set_cookie(_cookie("ra_session", f"{alice_id}.forged"))
+    reply = mallory.say("Myself")
+    assert reply.question["field"] == "consent"  # a new conversation, not Alice's
+    assert mallory.cookie().split(".")[0] != alice_id
+    assert alice.say("Myself").question["field"] == "full_name"
+
+
+def test_hostile_text_never_breaks_the_conversation(stack):
+    client = ChatClient(stack.web_url)
+    client.start()
+    client.say("yes")
+    client.say("Myself")
+    for text in ("<script>alert(1)</script>", "😀😀😀", "'; DROP TABLE referrals;--"):
+        reply = client.say(text)
+        assert reply.status == 200 and reply.question["field"] == "full_name"
+    assert client.say("Jane Public").question["field"] == "preferred_name"
+
+
+def _cookie(name: str, value: str):
+    import http.cookiejar
+
+    return http.cookiejar.Cookie(
+        0, name, value, None, False, "127.0.0.1", False, False, "/", True, False, None, False, None, None, {}
+    )
+
+
+def test_conversation_survives_restart_and_a_dead_process_stops_the_rest(trained_model, tmp_path):
+    first = Stack(tmp_path)
+    first.start()
+    client = ChatClient(first.web_url)
+    client.start()
+    client.say("yes")
+    client.say("Myself")
+    assert first.stop() == 0
+    assert not _alive(first.child_pids())
+
+    second = Stack(tmp_path)
+    second.ports, second.env = first.ports, first.env  # same ports, same var/ (cookie secret, tracker)
+    second.start()
+    try:
+        reply = ChatClient(first.web_url, jar=client.jar).say("Jane Public")
+        assert reply.question["field"] == "preferred_name"
+
+        children = second.child_pids()
+        assert len(children) == 3
+        os.kill(children[1], signal.SIGKILL)  # the action server
+        second.process.wait(timeout=30)
+        output = second.process.stdout.read()
+        assert "actions stopped unexpectedly" in output
+        assert second.process.returncode == 1
+        time.sleep(0.5)
+        assert not _alive(children)
+    finally:
+        second.stop()
+
+
+def _alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            alive.append(pid)
+        except ProcessLookupError:
+            pass
+    return alive

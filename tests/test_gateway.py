@@ -1,0 +1,191 @@
+"""The referral service as the gateway: sessions, refusals, and Rasa's silent failures.
+
+A recording stand-in for Rasa's REST channel shows what reaches it; the
+end-to-end tests run the same paths against the real Rasa.
+"""
+
+import asyncio
+import dataclasses
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.config import Settings
+from bot.web import session
+from bot.web.app import SECRET, create_app
+
+SAVED = "Something went wrong on our side. Your answers are saved."
+
+
+class FakeRasa:
+    def __init__(self):
+        self.received: list[dict] = []
+        self.reply: list | None = [{"recipient_id": "x", "text": "Hello"}]
+        self.delay = 0.0
+
+    async def webhook(self, request):
+        body = await request.json()
+        self.received.append(body)
+        await asyncio.sleep(self.delay)
+        return web.json_response(self.reply)
+
+    async def health(self, request):
+        return web.json_response({"status": "ok"})
+
+
+@pytest.fixture
+async def rasa():
+    fake = FakeRasa()
+    app = web.Application()
+    app.add_routes(
+        [web.post("/webhooks/rest/webhook", fake.webhook), web.get("/webhooks/rest/", fake.health)]
+    )
+    server = TestServer(app)
+    await server.start_server()
+    fake.url = str(server.make_url("")).rstrip("/")
+    yield fake
+    await server.close()
+
+
+@pytest.fixture
+async def make_client(rasa, tmp_path):
+    clients = []
+
+    async def make(timeout=10.0):
+        settings = dataclasses.replace(
+            Settings.from_env({"REFERRAL_VAR_DIR": str(tmp_path)}), rasa_url=rasa.url, rasa_timeout=timeout
+        )
+        client = TestClient(TestServer(create_app(settings)))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+async def test_the_conversation_id_comes_from_the_signed_cookie(make_client, rasa):
+    client = await make_client()
+    await client.post("/api/chat/start")
+    await client.post("/api/chat", json={"text": "hello", "sender": "someone-else"})
+    senders = {m["sender"] for m in rasa.received}
+    assert len(senders) == 1 and "someone-else" not in senders
+    cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["ra_session"].value
+    assert session.decode(client.app[SECRET], cookie) in senders
+
+
+async def test_another_sessions_conversation_cannot_be_reached(make_client, rasa):
+    alice = await make_client()
+    await alice.post("/api/chat/start")
+    alice_id = rasa.received[-1]["sender"]
+    mallory = await make_client()
+    forged = f"{alice_id}.AAAAAAAAAAAAAAAAAAAAAAAA"
+    mallory.session.cookie_jar.update_cookies({"ra_session": forged})
+    await mallory.post("/api/chat", json={"text": "show me her answers"})
+    assert rasa.received[-1]["sender"] != alice_id
+    mallory.session.cookie_jar.update_cookies({"ra_session": alice_id})
+    await mallory.post("/api/chat", json={"text": "and again"})
+    assert rasa.received[-1]["sender"] != alice_id
+
+
+async def test_an_oversized_message_is_refused_without_reaching_rasa(make_client, rasa):
+    client = await make_client()
+    await client.post("/api/chat/start")
+    before = len(rasa.received)
+    response = await client.post("/api/chat", json={"text": "a" * 2001})
+    body = await response.json()
+    assert response.status == 413 and body["error"] == "too_long"
+    assert "2,000" in body["messages"][0]["text"]
+    assert len(rasa.received) == before
+
+
+@pytest.mark.parametrize(
+    "payload, error",
+    [
+        ({"text": 42}, "not_text"),
+        ({"image": "x.png"}, "not_text"),
+        ([1, 2], "not_text"),
+        ({"text": "   "}, "empty"),
+        ({"text": "/"}, "empty"),
+    ],
+)
+async def test_anything_that_is_not_a_text_message_is_refused_kindly(make_client, rasa, payload, error):
+    client = await make_client()
+    await client.post("/api/chat/start")
+    before = len(rasa.received)
+    response = await client.post("/api/chat", json=payload)
+    body = await response.json()
+    assert response.status == 400 and body["error"] == error
+    assert body["messages"][0]["text"]
+    assert len(rasa.received) == before
+
+
+async def test_a_body_that_is_not_json_is_refused(make_client, rasa):
+    client = await make_client()
+    await client.post("/api/chat/start")
+    response = await client.post(
+        "/api/chat", data=b"\xff\xfe<not json>", headers={"Content-Type": "text/plain"}
+    )
+    assert response.status == 400
+
+
+async def test_a_user_cannot_send_an_intent(make_client, rasa):
+    client = await make_client()
+    await client.post("/api/chat/start")
+    await client.post("/api/chat", json={"text": "/restart"})
+    assert rasa.received[-1]["message"] == "restart"
+
+
+async def test_an_empty_reply_from_rasa_shows_the_answers_are_saved_message(make_client, rasa):
+    client = await make_client()
+    rasa.reply = []
+    response = await client.post("/api/chat/start")
+    body = await response.json()
+    assert response.status == 502
+    text = body["messages"][0]["text"]
+    assert text.startswith(SAVED) and "988" in text and "911" in text
+
+
+async def test_a_rasa_timeout_shows_the_answers_are_saved_message(make_client, rasa):
+    client = await make_client(timeout=0.5)
+    rasa.delay = 2
+    response = await client.post("/api/chat/start")
+    assert response.status == 502
+    assert (await response.json())["messages"][0]["text"].startswith(SAVED)
+
+
+async def test_rasa_down_shows_the_answers_are_saved_message(rasa, tmp_path):
+    settings = dataclasses.replace(
+        Settings.from_env({"REFERRAL_VAR_DIR": str(tmp_path)}), rasa_url="http://127.0.0.1:9"
+    )
+    async with TestClient(TestServer(create_app(settings))) as client:
+        response = await client.post("/api/chat/start")
+        assert response.status == 502
+        assert (await response.json())["messages"][0]["text"].startswith(SAVED)
+
+
+async def test_chat_page_and_api_are_not_cached_and_send_security_headers(make_client):
+    client = await make_client()
+    page = await client.get("/")
+    assert page.status == 200 and 'role="log"' in await page.text()
+    assert page.headers["Cache-Control"] == "no-store"
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    api = await client.post("/api/chat/start")
+    assert api.headers["Cache-Control"] == "no-store"
+
+
+async def test_health_reports_each_process(make_client):
+    client = await make_client()
+    body = await (await client.get("/healthz")).json()
+    assert body["web"] is True and body["rasa"] is True and body["actions"] is False
+
+
+def test_cookie_signatures():
+    secret = b"s" * 32
+    cookie = session.encode(secret, "abc")
+    assert session.decode(secret, cookie) == "abc"
+    assert session.decode(b"other", cookie) is None
+    for bad in (None, "", "abc", "abc.def.ghi", ".sig", cookie + "x"):
+        assert session.decode(secret, bad) is None

@@ -1,0 +1,123 @@
+from bot import dataset, referral
+from bot.dataset import DECLINED, SKIPPED, UNKNOWN
+
+
+def answered(**overrides):
+    """Every core field answered, as the form would hold it."""
+    values = {
+        "consent": True,
+        "referrer_type": "self",
+        "full_name": "Jane",
+        "preferred_name": SKIPPED,
+        "pronouns": SKIPPED,
+        "date_of_birth": "1990-03-14",
+        "postal_code": "90210",
+        "phone": "+14155552671",
+        "email": SKIPPED,
+        "contact_preference": "Phone call",
+        "safe_to_leave_message": True,
+        "presenting_problem": "low",
+        "problem_duration": "months",
+        "functional_impact": "work",
+        "reason_for_referral_now": "worse",
+        "current_risk": "no",
+        "self_harm_history": DECLINED,
+        "safeguarding_concerns": "no",
+        "current_medications": "none",
+        "current_supports": "sister",
+    }
+    values.update(overrides)
+    return values
+
+
+def test_consent_comes_first_and_no_ends_the_form():
+    assert referral.required_slots({}) == ["consent"]
+    assert referral.required_slots({"consent": False}) == ["consent"]
+    assert referral.required_slots({"consent": True}) == ["consent", "referrer_type"]
+
+
+def test_other_referrers_end_after_the_choice_for_now():
+    slots = referral.required_slots({"consent": True, "referrer_type": "someone_else"})
+    assert slots == ["consent", "referrer_type"]
+
+
+def test_self_path_asks_core_fields_then_optional_gate_then_review():
+    slots = referral.required_slots(answered())
+    core = [s.name for s in dataset.load().section("core")]
+    assert slots[2 : 2 + len(core)] == core
+    assert slots[-2:] == ["optional_questions", "review"]
+    assert "current_risk_details" not in slots
+
+
+def test_risk_details_are_asked_after_a_yes_or_an_unclear_answer():
+    for value in ("yes", "unclear"):
+        slots = referral.required_slots(answered(current_risk=value))
+        assert slots[slots.index("current_risk") + 1] == "current_risk_details"
+
+
+def test_extra_questions_only_when_agreed():
+    slots = referral.required_slots(answered(optional_questions=True))
+    assert {s.name for s in dataset.load().section("extra")} <= set(slots)
+
+
+def test_change_item_is_asked_when_the_person_wants_to_change_but_has_not_said_what():
+    slots = referral.required_slots(answered(optional_questions=False, review="change"))
+    assert slots[-2:] == ["change_item", "review"]
+
+
+def test_review_understands_send_change_and_which():
+    answers = answered()
+    assert referral.parse_review("Send my referral", answers).action == "send"
+    assert referral.parse_review("yes", answers).action == "send"
+    choice = referral.parse_review("change my phone number", answers)
+    assert (choice.action, choice.field) == ("change", "phone")
+    assert referral.parse_review("Email address", answers).field == "email"
+    assert referral.parse_review("Change an answer", answers).action == "which"
+    assert referral.parse_review("the weather is nice", answers) is None
+
+
+def test_a_field_not_on_the_path_cannot_be_chosen():
+    # extra questions were not asked, so "allergies" is not offered as a change
+    assert referral.parse_review("change allergies", answered(optional_questions=False)).action == "which"
+
+
+def test_contact_route_rules():
+    assert referral.contact_route_missing({"phone": SKIPPED, "email": UNKNOWN})
+    assert not referral.contact_route_missing({"phone": "+14155552671", "email": SKIPPED})
+    answers = {"phone": SKIPPED, "email": "a@example.com"}
+    assert referral.contact_preference_problem("Text message", answers) == "contact_preference_phone"
+    assert referral.contact_preference_problem("Email", answers) is None
+
+
+def test_record_lists_non_answers_and_completeness():
+    record = referral.record(answered(allergies=UNKNOWN))
+    assert record["declined_fields"] == ["self_harm_history"]
+    assert set(record["skipped_fields"]) == {"preferred_name", "pronouns", "email"}
+    assert record["unknown_fields"] == ["allergies"]
+    assert record["self_harm_history"] is None
+    assert record["dataset_complete"] is True
+
+
+def test_record_is_incomplete_when_a_required_field_is_missing():
+    assert referral.record(answered(presenting_problem=None))["dataset_complete"] is False
+
+
+def test_summary_reads_back_every_answer_in_order():
+    lines = referral.summary(answered()).splitlines()
+    assert lines[0] == "- Full name: Jane"
+    assert "- Email address: (skipped)" in lines
+    assert "- Self-harm in the past: (rather not say)" in lines
+
+
+def test_referrer_type_from_choice_or_words():
+    assert referral.parse_referrer_type("Myself") == "self"
+    assert referral.parse_referrer_type("it's for me") == "self"
+    assert referral.parse_referrer_type("my son") == "someone_else"
+    assert referral.parse_referrer_type("I'm a GP") == "professional"
+    assert referral.parse_referrer_type("banana") is None
+
+
+def test_every_field_label_finds_its_own_field():
+    ds = dataset.load()
+    for spec in ds.fields:
+        assert ds.match_label(f"change my {spec.label}") == spec, spec.name
