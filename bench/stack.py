@@ -1,0 +1,75 @@
+"""Benchmark: training time, start-up time until the chat answers, and memory.
+
+    .venv/bin/python bench/stack.py
+
+Trains a fresh model into a temporary folder (so the figure is a real
+training, not a cache hit), starts `referral-assistant run` on free ports,
+times until the first chat reply, plays one full self-referral, and prints
+each process's resident memory. Loopback only; stops everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import yaml  # noqa: E402
+from chat_client import ChatClient, play  # noqa: E402
+from conftest import Stack  # noqa: E402
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    from bot import training
+
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    os.environ["RASA_MODELS_DIR"] = str(work / "models")
+    shutil.rmtree(ROOT / ".rasa", ignore_errors=True)  # Rasa's own training cache
+    started = time.perf_counter()
+    training.ensure_model(force=True)
+    print(f"rasa train (no cache): {time.perf_counter() - started:.1f} s")
+
+    stack = Stack(work / "var")
+    stack.env["RASA_MODELS_DIR"] = str(work / "models")
+    started = time.perf_counter()
+    stack.start()
+    client = ChatClient(stack.web_url)
+    reply = client.start()
+    assert reply.question, reply
+    print(f"start-up until the chat answers (model trained, venv installed): "
+          f"{time.perf_counter() - started:.1f} s")
+    try:
+        persona = yaml.safe_load((ROOT / "tests" / "data" / "personas.yml").read_text())["self_referral"]
+        sent = []
+        say = client.say
+        client.say = lambda text: sent.append(text) or say(text)
+        turns_started = time.perf_counter()
+        play(client, persona["answers"], first=reply)
+        client.say("send")
+        elapsed = time.perf_counter() - turns_started
+        turns = len(sent)
+        per_turn = 1000 * elapsed / turns
+        print(f"one full self-referral: {turns} turns in {elapsed:.1f} s ({per_turn:.0f} ms/turn)")
+        names = ["rasa", "actions", "web"]
+        for name, pid in zip(names, stack.child_pids(), strict=True):
+            print(f"resident memory, {name}: {rss_mb(pid):.0f} MB")
+    finally:
+        stack.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
