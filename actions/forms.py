@@ -28,6 +28,10 @@ from bot.store.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 FORM = "referral_form"
+# Submission is idempotent, so retrying is safe; keep the total well inside
+# Rasa's action timeout.
+SUBMIT_ATTEMPTS = 2
+SUBMIT_RETRY_DELAY = 0.5
 
 
 @functools.lru_cache(maxsize=1)
@@ -189,12 +193,17 @@ class ValidateReferralForm(FormValidationAction):
             consent_given_at=dt.datetime.fromisoformat(consent_at) if consent_at else None,
         )
         uow = UnitOfWork(_settings()[0].database_url)
-        try:
-            result = await asyncio.to_thread(services.submit_referral, uow, submission)
-        except StoreUnavailable as err:
+        for attempt in range(SUBMIT_ATTEMPTS):
+            try:
+                result = await asyncio.to_thread(services.submit_referral, uow, submission)
+                break
+            except StoreUnavailable as err:
+                log.error("referral store unavailable at submission (attempt %d): %s", attempt + 1, err)
+                if attempt + 1 < SUBMIT_ATTEMPTS:
+                    await asyncio.sleep(SUBMIT_RETRY_DELAY)
+        else:
             # Nothing is lost: every answer stays in the conversation and the
             # form asks again, so the next "send" retries.
-            log.error("referral store unavailable at submission: %s", err)
             dispatcher.utter_message(response="utter_submit_failed")
             return {"review": None}
         log.info("referral submitted (created=%s)", result.created)

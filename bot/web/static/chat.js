@@ -9,6 +9,7 @@
   const status = document.getElementById("status");
   let answer = document.getElementById("answer");
   let lastQuestion = null;
+  let lastQuestionText = [];
 
   const INPUTS = {
     text: { tag: "input", type: "text", autocomplete: "off" },
@@ -59,9 +60,10 @@
   }
 
   function show(messages) {
+    let texts = [];
     messages.forEach(function (m) {
-      if (m.text) add(m.text, "bot");
-      if (m.custom && m.custom.field) render(m.custom);
+      if (m.text) { add(m.text, "bot"); texts.push(m.text); }
+      if (m.custom && m.custom.field) { render(m.custom); lastQuestionText = texts.slice(-1); texts = []; }
     });
   }
 
@@ -72,7 +74,10 @@
         headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
       const data = await r.json();
       show(data.messages || []);
-      if (!r.ok && lastQuestion) render(lastQuestion);
+      if (!r.ok && lastQuestion) {  // refused: ask the same question again
+        lastQuestionText.forEach(function (t) { add(t, "bot"); });
+        render(lastQuestion);
+      }
       return r.ok;
     } catch (e) {
       add("Something went wrong on our side. Your answers are saved. If you need help now, call or text 988. In an emergency, call 911.", "bot");
