@@ -167,7 +167,9 @@ def run(settings: Settings, model: Path) -> int:
     def on_signal(signum, _frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
+    # Set explicitly: a process started in the background inherits SIGINT ignored.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     supervisor.start()
     try:
         if not supervisor.wait_ready():
