@@ -5,6 +5,9 @@
     referral-assistant migrate                   apply database migrations
     referral-assistant referrals export --format jsonl
     referral-assistant referrals show REFERENCE
+    referral-assistant crisis-check < messages.jsonl
+    referral-assistant directory lookup POSTAL_CODE
+    referral-assistant directory list
 """
 
 from __future__ import annotations
@@ -30,6 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--format", choices=["jsonl"], default="jsonl")
     show = referral_commands.add_parser("show", help="one referral with its history")
     show.add_argument("reference")
+    commands.add_parser(
+        "crisis-check",
+        help="assess JSON lines from stdin ({text, history?}); one JSON result per line, in order",
+    )
+    directory = commands.add_parser("directory", help="the crisis directory")
+    directory_commands = directory.add_subparsers(dest="directory_command", required=True)
+    lookup = directory_commands.add_parser("lookup", help="resources shown right now in an area")
+    lookup.add_argument("postal_code")
+    directory_commands.add_parser("list", help="the configured areas")
     args = parser.parse_args(argv)
 
     try:
@@ -96,7 +108,57 @@ def _referrals(args, settings: Settings) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "train": _train, "migrate": _migrate, "referrals": _referrals}
+def _crisis_check(args, settings: Settings) -> int:
+    from bot.crisis import assess
+
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            text, history = item["text"], item.get("history") or []
+            if not isinstance(text, str) or not isinstance(history, list):
+                raise TypeError("text must be a string and history a list")
+        except (ValueError, KeyError, TypeError) as err:
+            out = {"error": f"line {number}: {type(err).__name__}: {err}"}
+        else:
+            result = assess(text, [str(h) for h in history]).as_dict()
+            out = {key: result[key] for key in ("level", "subject", "categories", "evidence")}
+        sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def _directory(args, settings: Settings) -> int:
+    from bot.crisis import directory as crisis_directory
+    from bot.validators import normalise_postal_code
+
+    config = settings.service_config()
+    directory = crisis_directory.load(profile=config.postal_format)
+    if args.directory_command == "list":
+        areas = [{"id": a.id, "name": a.name, "postal_prefixes": list(a.postal_prefixes), "call": a.call,
+                  "text": a.text, "hours": a.hours_text, "out_of_hours": a.out_of_hours}
+                 for a in directory.areas]
+        print(json.dumps({"profile": directory.profile, "version": directory.version,
+                          "example": directory.example, "areas": areas}, indent=2))
+        return 0
+    postal = normalise_postal_code(args.postal_code, config.postal_format)
+    if postal is None:
+        print(f"Not a valid postal code for the {config.postal_format.upper()} profile: {args.postal_code}",
+              file=sys.stderr)
+        return 2
+    area = directory.area_for(postal)
+    print(json.dumps({
+        "postal_code": postal,
+        "area": area.id if area else None,
+        "example": directory.example,
+        "resources": directory.resources("crisis", postal),
+    }, indent=2))
+    return 0
+
+
+_COMMANDS = {"run": _run, "train": _train, "migrate": _migrate, "referrals": _referrals,
+             "crisis-check": _crisis_check, "directory": _directory}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,8 +3,8 @@
 import re
 from pathlib import Path
 
-import catalogue
 import pytest
+import response_catalogue as catalogue
 
 from bot import dataset, referral, validators
 from bot.web import messages
@@ -83,7 +83,7 @@ def test_every_response_named_in_code_exists(domain):
 
 
 def test_catalogue_is_current():
-    assert catalogue.CATALOGUE.read_text() == catalogue.render(), "run: python tests/catalogue.py"
+    assert catalogue.CATALOGUE.read_text() == catalogue.render(), "run: python tests/response_catalogue.py"
 
 
 def test_every_catalogued_response_is_uttered_by_the_form_or_by_code(domain):

@@ -1,0 +1,123 @@
+"""The crisis detector, scored on the shared development set and on our own cases.
+
+The scoring tests print a table per category (run pytest with -s, or see the
+`make test` output) and assert the acceptance thresholds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from bot.crisis import RANK, assess
+from bot.crisis import detector as detector_module
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_SET = ROOT.parent / "shared" / "eval" / "crisis_dev.jsonl"
+OWN_CASES = Path(__file__).parent / "data" / "crisis_cases.jsonl"
+
+
+def load(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def meets(expect: str, got: str) -> bool:
+    if expect == "imminent":
+        return got == "imminent"
+    if expect == "crisis":
+        return RANK[got] >= RANK["crisis"]
+    if expect == "ask":
+        return RANK[got] >= RANK["ask"]
+    return RANK[got] < RANK["crisis"]
+
+
+def score(rows: list[dict], title: str) -> tuple[list[dict], int, int]:
+    by_category: dict[str, list[bool]] = defaultdict(list)
+    failures, none_total, none_crisis = [], 0, 0
+    for row in rows:
+        result = assess(row["text"], row.get("history", []))
+        ok = meets(row["expect"], result.level)
+        by_category[f"{row['expect']:8} {row['category']}"].append(ok)
+        if row["expect"] == "none":
+            none_total += 1
+            none_crisis += RANK[result.level] >= RANK["crisis"]
+        if not ok:
+            failures.append({"text": row["text"], "expect": row["expect"], "got": result.level})
+    print(f"\n{title}: {sum(map(len, by_category.values())) - len(failures)}/{len(rows)} meet their target")
+    for category, oks in sorted(by_category.items()):
+        print(f"  {sum(oks):3}/{len(oks):<3} {category}")
+    print(f"  'none' items reaching crisis: {none_crisis}/{none_total}")
+    return failures, none_total, none_crisis
+
+
+@pytest.mark.parametrize("path", [DEV_SET, OWN_CASES], ids=["shared dev set", "own cases"])
+def test_detector_meets_the_acceptance_thresholds(path):
+    if not path.exists():
+        pytest.fail(f"{path} is missing")
+    failures, none_total, none_crisis = score(load(path), path.name)
+    assert not [f for f in failures if f["expect"] != "none"], failures
+    assert none_crisis <= 0.10 * none_total
+
+
+@pytest.mark.parametrize(
+    "row", [r for r in load(DEV_SET) + load(OWN_CASES) if r["expect"] != "none"], ids=lambda r: r["text"][:40]
+)
+def test_subject_is_who_is_at_risk(row):
+    assert assess(row["text"], row.get("history", [])).subject == row["subject"]
+
+
+def test_a_layer_never_lowers_an_earlier_one():
+    # A denial lowers only its own message; a crisis phrase in the same
+    # message is never cleared by it.
+    assert assess("I'm not suicidal").level == "none"
+    assert assess("I'm not suicidal, but I do want to kill myself").level == "crisis"
+
+
+def test_the_bridges_pattern_needs_the_distress_before_it():
+    question = "Which bridges are taller than 25 m?"
+    assert assess(question).level == "none"
+    assert assess(question, ["I lost my job. I can't see the point."]).level == "crisis"
+    assert assess(question, ["I lost my job", "ok", "thanks", "sure"]).level == "none"  # beyond the window
+
+
+def test_evidence_names_the_matched_span_and_pattern():
+    result = assess("honestly i want to k1ll myself")
+    assert result.evidence[0].text == "kill myself"
+    assert result.evidence[0].pattern == "kill_self"
+    assert "suicidal_ideation" in result.categories
+
+
+def test_spanish_crisis_is_marked_spanish():
+    assert assess("quiero morirme").language == "es"
+    assert assess("I want to die").language == "en"
+
+
+def test_any_internal_error_fails_safe_to_ask(monkeypatch, caplog):
+    def broken(text, history):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(detector_module, "assess_message", broken)
+    result = assess("a secret sentence about my day")
+    assert (result.level, result.categories) == ("ask", ("detector_error",))
+    assert "RuntimeError" in caplog.text
+    assert "secret sentence" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "text", ["", " ", "😀" * 500, "a" * 5000, "\x00\x01", "<script>x</script>", "k i l l"]
+)
+def test_odd_input_never_raises(text):
+    assert assess(text).level in RANK
+
+
+def test_statistical_layer_adds_but_never_removes():
+    from bot.crisis import classifier
+
+    assert classifier.predict("i want to end it all tonight, i have had enough of everything") in (
+        "ask",
+        "crisis",
+    )
+    assert classifier.predict("allergic to penicillin") == "none"
