@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType, FollowupAction
+from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from bot.referral import OUTCOME_RESPONSES
+from actions.crisis import recent_user_texts, respond_to_second_line
+from bot.crisis import assess, is_retraction
+from bot.referral import OUTCOME_RESPONSES, RESUME_RESPONSE
 
 
 class ActionHandleUnexpected(Action):
     """RulePolicy's core fallback (config.yml: core_fallback_action_name).
 
-    Before a referral has started, any message starts it. After it has ended,
-    the person is told where things stand (already sent, or how to restart).
+    Before a referral has started, any message starts it; part-way through
+    (after the safety questions), it carries on. After it has ended, the
+    person is told where things stand (already sent, or how to restart).
+    Every message is checked for crisis first, with its recent history.
     """
 
     def name(self) -> str:
@@ -23,9 +27,22 @@ class ActionHandleUnexpected(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
+        text = tracker.latest_message.get("text") or ""
+        result = assess(text, recent_user_texts(tracker))
+        if result.at_least_crisis:
+            slots = await respond_to_second_line(dispatcher, tracker, result)
+            return [SlotSet(k, v) for k, v in {**slots, "crisis_pending": False}.items()] + [
+                FollowupAction("safety_form")
+            ]
+        if tracker.get_slot("crisis_flag") and is_retraction(text):
+            dispatcher.utter_message(response="utter_crisis_check_in")
+            return []
         outcome = tracker.get_slot("referral_outcome")
         if outcome in OUTCOME_RESPONSES:
             dispatcher.utter_message(response=OUTCOME_RESPONSES[outcome])
             return []
-        dispatcher.utter_message(response="utter_opening")
+        if tracker.get_slot("consent") is True:
+            dispatcher.utter_message(response=RESUME_RESPONSE)
+        else:
+            dispatcher.utter_message(response="utter_opening")
         return [FollowupAction("referral_form")]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import logging
 from typing import Any
 
@@ -20,8 +19,11 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
 from rasa_sdk.types import DomainDict
 
+from actions.crisis import recent_user_texts, respond_to_second_line
+from actions.settings import rules as _rules
+from actions.settings import settings as _settings
 from bot import dataset, referral, services, validators
-from bot.config import ServiceConfig, Settings
+from bot.crisis import assess, is_retraction
 from bot.dataset import NON_ANSWERS, SKIPPED
 from bot.store.db import StoreUnavailable
 from bot.store.unit_of_work import UnitOfWork
@@ -32,17 +34,6 @@ FORM = "referral_form"
 # Rasa's action timeout.
 SUBMIT_ATTEMPTS = 2
 SUBMIT_RETRY_DELAY = 0.5
-
-
-@functools.lru_cache(maxsize=1)
-def _settings() -> tuple[Settings, ServiceConfig]:
-    settings = Settings.from_env()
-    return settings, settings.service_config()
-
-
-def _rules() -> validators.Rules:
-    config = _settings()[1]
-    return validators.Rules(postal_format=config.postal_format, phone_region=config.phone_region)
 
 
 class ValidateReferralForm(FormValidationAction):
@@ -83,9 +74,13 @@ class ValidateReferralForm(FormValidationAction):
         normalised value, or utters ``utter_invalid_<problem>`` and clears it.
         """
         wanted = set(referral.required_slots(tracker.slots))
+        asked = tracker.get_slot("requested_slot")
         updates: dict[str, Any] = {}
         for slot, value in tracker.slots_to_validate().items():
-            if slot not in wanted:
+            # Only the answer to the question just asked. When a form is
+            # re-activated Rasa passes every filled slot again, already
+            # normalised; checking those again would undo them.
+            if slot not in wanted or slot != asked:
                 continue
             result = await self.validate_slot(slot, value, dispatcher, tracker)
             updates.update(result)
@@ -95,6 +90,16 @@ class ValidateReferralForm(FormValidationAction):
     async def validate_slot(
         self, slot: str, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker
     ) -> dict[str, Any]:
+        # Second line behind the NLU component: a crisis is never stored as an
+        # answer, including one that only shows across turns (distress, then
+        # a question about heights or doses).
+        text = _text(value)
+        result = assess(text, recent_user_texts(tracker))
+        if result.at_least_crisis:
+            return {slot: None, **await respond_to_second_line(dispatcher, tracker, result)}
+        if tracker.get_slot("crisis_flag") and is_retraction(text):
+            dispatcher.utter_message(response="utter_crisis_check_in")
+            return {slot: None}
         special = getattr(self, f"validate_{slot}", None)
         if special is not None:
             return await special(value, dispatcher, tracker)
@@ -191,6 +196,7 @@ class ValidateReferralForm(FormValidationAction):
             referrer_type=tracker.get_slot("referrer_type"),
             answers=tracker.slots,
             consent_given_at=dt.datetime.fromisoformat(consent_at) if consent_at else None,
+            crisis_flag=bool(tracker.get_slot("crisis_flag")),
         )
         uow = UnitOfWork(_settings()[0].database_url)
         for attempt in range(SUBMIT_ATTEMPTS):

@@ -24,6 +24,7 @@ REVIEW = "review"
 REVIEW_SEND = "send"
 REVIEW_CHANGE = "change"  # wants to change an answer, has not said which yet
 
+RESUME_RESPONSE = "utter_resume_referral"
 OUTCOME_RESPONSES = {
     "submitted": "utter_already_sent",
     "consent_declined": "utter_conversation_closed",
@@ -38,6 +39,8 @@ def required_slots(answers: Mapping[str, object]) -> list[str]:
     a "no" ends the form. Only the self-referral path collects the dataset
     for now; the other referrer types end after the choice.
     """
+    if answers.get("crisis_pending"):
+        return []  # paused for the safety questions; the form resumes after them
     slots = [CONSENT]
     if answers.get(CONSENT) is not True:
         return slots

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import IntegrityError
 
 from bot import dataset, referral
-from bot.store.models import DATASET_COLUMNS, SYSTEM_FIELDS, Referral, utcnow
+from bot.store.models import DATASET_COLUMNS, SYSTEM_FIELDS, CrisisEvent, Referral, utcnow
 from bot.store.unit_of_work import UnitOfWork
 
 _REFERENCE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"  # no 0/O, 1/I/L, U
@@ -33,6 +33,7 @@ class Submission:
     answers: Mapping[str, object]
     channel: str = "web_chat"
     consent_given_at: dt.datetime | None = None
+    crisis_flag: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ def submit_referral(uow: UnitOfWork, submission: Submission) -> SubmitResult:
             dataset_version=dataset.load().version,
             **values,
         )
+        crisis = submission.crisis_flag or bool(uow.referrals.crisis_events(submission.conversation_id))
+        if crisis:
+            _flag_for_today(row)
         uow.referrals.add(row)
         try:
             uow.session.flush()
@@ -73,6 +77,8 @@ def submit_referral(uow: UnitOfWork, submission: Submission) -> SubmitResult:
             uow.referrals.add_event(
                 row, "submitted", dataset_complete=row.dataset_complete
             )
+            if crisis:
+                uow.referrals.add_event(row, "flagged_same_day", reason="crisis in the conversation")
             uow.commit()
         except IntegrityError:
             uow.rollback()
@@ -83,6 +89,43 @@ def submit_referral(uow: UnitOfWork, submission: Submission) -> SubmitResult:
         return SubmitResult(row.reference, True, row.dataset_complete)
 
 
+SAME_DAY = "same_day"
+
+
+def _flag_for_today(row: Referral) -> None:
+    row.crisis_flag = True
+    row.urgency_band = SAME_DAY
+
+
+def record_crisis_event(uow: UnitOfWork, conversation_id: str, level: str, subject: str,
+                        categories: list[str], resources: list[dict], detector_version: str = "") -> bool:
+    """Record that crisis signposting was shown; flag a referral already sent from
+    this conversation for same-day review. Returns whether a referral was flagged.
+    """
+    with uow:
+        uow.referrals.add_crisis_event(CrisisEvent(
+            conversation_id=conversation_id, level=level, subject=subject, categories=list(categories),
+            resources=[r.get("name") for r in resources], detector_version=detector_version,
+        ))
+        existing = uow.referrals.by_conversation(conversation_id)
+        flagged = False
+        if existing is not None and not existing.crisis_flag:
+            _flag_for_today(existing)
+            uow.referrals.add_event(existing, "flagged_same_day", reason="crisis after submission")
+            flagged = True
+        uow.commit()
+        return flagged
+
+
+def crisis_events(uow: UnitOfWork, conversation_id: str) -> list[dict]:
+    with uow:
+        return [
+            {"at": e.at.isoformat(), "level": e.level, "subject": e.subject, "categories": e.categories,
+             "resources": e.resources}
+            for e in uow.referrals.crisis_events(conversation_id)
+        ]
+
+
 def as_record(row: Referral) -> dict:
     """A referral as the export shows it: data-dictionary names, JSON-ready values."""
     out: dict[str, object] = {}
@@ -90,6 +133,8 @@ def as_record(row: Referral) -> dict:
         value = getattr(row, name)
         out[name] = value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else value
     out["status"] = row.status
+    out["crisis_flag"] = row.crisis_flag
+    out["urgency_band"] = row.urgency_band
     return out
 
 

@@ -49,6 +49,8 @@ def make_tracker(domain):
         all_slots = {name: None for name in domain["slots"]}
         all_slots.update(slots or {})
         all_slots.update(set_this_turn or {})
+        if set_this_turn and "requested_slot" not in (slots or {}):
+            all_slots["requested_slot"] = next(iter(set_this_turn))  # the question just answered
         events = [{"event": "user", "text": text, "parse_data": {"intent": {"name": "inform"}}}]
         events += [{"event": "slot", "name": k, "value": v} for k, v in (set_this_turn or {}).items()]
         return Tracker(
@@ -81,7 +83,9 @@ def _reset_postgres(url: str) -> None:
     from bot.store.db import engine_for
 
     with engine_for(url).begin() as connection:
-        connection.execute(text("DROP TABLE IF EXISTS referral_events, referrals, alembic_version CASCADE"))
+        connection.execute(
+            text("DROP TABLE IF EXISTS crisis_events, referral_events, referrals, alembic_version CASCADE")
+        )
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

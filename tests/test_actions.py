@@ -3,7 +3,7 @@
 import pytest
 from test_referral import answered
 
-from actions import forms
+from actions import settings as action_settings
 from actions.fallback import ActionHandleUnexpected
 from actions.forms import ValidateReferralForm
 from bot import services
@@ -15,9 +15,9 @@ from bot.store.unit_of_work import UnitOfWork
 def settings_env(monkeypatch, tmp_path):
     monkeypatch.setenv("REFERRAL_VAR_DIR", str(tmp_path))
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    forms._settings.cache_clear()
+    action_settings.settings.cache_clear()
     yield
-    forms._settings.cache_clear()
+    action_settings.settings.cache_clear()
 
 
 async def validate(dispatcher, tracker, domain):

@@ -87,8 +87,8 @@ def test_catalogue_is_current():
 
 
 def test_every_catalogued_response_is_uttered_by_the_form_or_by_code(domain):
-    form_asks = {f"utter_ask_{FORM}_{s}" for s in domain["forms"][FORM]["required_slots"]}
-    form_asks.add(f"utter_ask_{FORM}_change_item")
+    form_asks = {f"utter_ask_{form}_{slot}" for form, spec in domain["forms"].items()
+                 for slot in spec["required_slots"]}
     by_code = set(re.findall(r"\"(utter_[a-z0-9_]+)\"", code_text()))
     by_code |= {f"utter_invalid_{k}" for k in problem_keys()}
     by_code |= {
@@ -121,3 +121,44 @@ def test_submission_message_carries_the_protocol_payload(domain):
     assert variant["custom"] == {
         "submitted": {"reference": "{reference}", "expected_wait": "{expected_wait}"}
     }
+
+
+CRISIS_RESPONSES = ("utter_crisis_imminent", "utter_crisis_self", "utter_crisis_other", "utter_crisis_danger")
+
+
+@pytest.mark.parametrize("name", CRISIS_RESPONSES)
+def test_crisis_responses_are_fixed_text_with_resources_in_every_profile_and_language(domain, name):
+    variants = domain["responses"][name]
+    by_condition = {tuple((c["name"], c["value"]) for c in v.get("condition", [])): v for v in variants}
+    us, es, uk = by_condition[()], by_condition[(("language", "es"), ("service_profile", "us"))], \
+        by_condition[(("service_profile", "uk"),)]
+    assert "911" in us["text"] and "988" in us["text"]
+    assert "911" in es["text"] and "988" in es["text"]
+    assert "999" in uk["text"]
+    for variant in (us, es, uk):
+        crisis = variant["custom"]["crisis"]
+        assert crisis["level"] in ("crisis", "imminent") and crisis["subject"] in ("self", "other")
+        assert all({"name", "call", "text", "chat_url", "hours"} <= set(r) for r in crisis["resources"])
+        assert crisis["resources"]
+
+
+def test_imminent_puts_the_emergency_number_first(domain):
+    text = domain["responses"]["utter_crisis_imminent"][-1]["text"]
+    assert text.index("911") < text.index("988")
+
+
+def test_safe_messaging_no_method_words_in_crisis_text(domain):
+    method_words = re.compile(r"\b(pills?|tablets?|rope|bridge|overdose|dose|knife|gun|jump|hang)\b", re.I)
+    for name, variants in domain["responses"].items():
+        if name.startswith(("utter_crisis", "utter_ask_safety_form", "utter_risk")):
+            for variant in variants:
+                assert not method_words.search(variant["text"]), name
+
+
+def test_crisis_text_never_captured_as_an_answer(domain):
+    from bot.crisis.routing import CRISIS_INTENTS
+
+    for name, slot in domain["slots"].items():
+        for mapping in slot["mappings"]:
+            if mapping["type"] == "from_text":
+                assert set(mapping["not_intent"]) == set(CRISIS_INTENTS), name

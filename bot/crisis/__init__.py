@@ -1,7 +1,7 @@
 """Crisis detection. No Rasa imports: used by the NLU component, the actions and the CLI.
 
-    from bot.crisis import assess
-    assess("I want to end it all", history=["I lost my job"]).level  # "crisis"
+from bot.crisis import assess
+assess("I want to end it all", history=["I lost my job"]).level  # "crisis"
 """
 
 from __future__ import annotations
@@ -36,3 +36,14 @@ def warm_up() -> None:
 
 
 __all__ = ["LEVELS", "RANK", "Assessment", "Evidence", "assess", "raise_level", "warm_up"]
+
+
+def is_retraction(text: str) -> bool:
+    """ "jk", "forget it", "I'm fine" and the like: taking back what was said."""
+    import re
+
+    from bot.crisis.normalise import tables
+
+    words = re.sub(r"[^\w\s']", " ", (text or "").lower().replace("\u2019", "'"))
+    words = re.sub(r"\s+", " ", words).strip()
+    return words in set(tables()["retractions"])

@@ -19,15 +19,63 @@ from bot.crisis.types import RANK, Assessment, Evidence, raise_level
 
 HISTORY_TURNS = 3
 
-NEGATION_CUES = {"not", "never", "no", "nobody", "nothing", "without", "nor", "neither", "n't",
-                 "nunca", "jamás"}
+NEGATION_CUES = {
+    "not",
+    "never",
+    "no",
+    "nobody",
+    "nothing",
+    "without",
+    "nor",
+    "neither",
+    "n't",
+    "nunca",
+    "jamás",
+}
 NEGATION_WINDOW = 3
-CLAUSE_BREAKS = {",", ";", ":", ".", "!", "?", "but", "however", "although", "though", "-", "—",
-                 "pero", "aunque"}
+CLAUSE_BREAKS = {
+    ",",
+    ";",
+    ":",
+    ".",
+    "!",
+    "?",
+    "but",
+    "however",
+    "although",
+    "though",
+    "-",
+    "—",
+    "pero",
+    "aunque",
+}
 SENTENCE_BREAKS = {".", "!", "?", ";", "\n"}
 FIRST_PERSON = {"i", "me", "my", "myself", "yo", "mí"}
-SPANISH_HINTS = {"que", "quiero", "estoy", "mi", "de", "la", "el", "y", "en", "me", "no", "es",
-                 "por", "una", "un", "con", "para", "se", "lo", "muy", "pero", "tengo", "soy"}
+SPANISH_HINTS = {
+    "que",
+    "quiero",
+    "estoy",
+    "mi",
+    "de",
+    "la",
+    "el",
+    "y",
+    "en",
+    "me",
+    "no",
+    "es",
+    "por",
+    "una",
+    "un",
+    "con",
+    "para",
+    "se",
+    "lo",
+    "muy",
+    "pero",
+    "tengo",
+    "soy",
+}
 
 
 @dataclass
@@ -42,7 +90,7 @@ class _Match:
 
     @property
     def text(self) -> str:
-        return self.doc[self.start:self.end].text
+        return self.doc[self.start : self.end].text
 
 
 @dataclass
@@ -87,8 +135,7 @@ def _analyse_language(text: str, compiled_language: Compiled) -> _Analysis:
         key = (m.info.id, m.start)
         if key not in best or m.end > best[key].end:
             best[key] = m
-    matches = [m for m in best.values()
-               if not any(ns <= m.start and m.end <= ne for ns, ne in neutral)]
+    matches = [m for m in best.values() if not any(ns <= m.start and m.end <= ne for ns, ne in neutral)]
     risk_tokens = {i for m in matches for i in range(m.start, m.end)}
     for m in matches:
         _apply_context(m, matches, analysis, risk_tokens)
@@ -117,9 +164,11 @@ def _apply_context(m: _Match, matches: list[_Match], analysis: _Analysis, risk_t
     now = in_sentence(analysis.signals.get("time_now", []))
     if m.info.category == "attempt_in_progress" and in_sentence(analysis.signals.get("past", [])) and not now:
         m.level = "ask"
-    if m.info.category != "past_attempt" and any(
-        o.info.category == "past_attempt" and o.start <= m.start and m.end <= o.end for o in matches
-    ) and not now:
+    if (
+        m.info.category != "past_attempt"
+        and any(o.info.category == "past_attempt" and o.start <= m.start and m.end <= o.end for o in matches)
+        and not now
+    ):
         m.level = "ask"
 
     # A plan, means or stated intent with a time that is now or tonight is imminent.
@@ -136,7 +185,7 @@ def _apply_context(m: _Match, matches: list[_Match], analysis: _Analysis, risk_t
     # Subject: someone else at risk, unless the danger comes from someone else.
     if m.info.subject:
         m.subject = m.info.subject
-    elif m.info.danger_from_others or any(t.lower_ in FIRST_PERSON for t in doc[m.start:m.end]):
+    elif m.info.danger_from_others or any(t.lower_ in FIRST_PERSON for t in doc[m.start : m.end]):
         m.subject = "self"
     else:
         m.subject = _subject_before(doc, m.start, sentence_start, analysis)

@@ -39,8 +39,13 @@ class Resource:
 
     def as_payload(self) -> dict:
         """The chat protocol's resource shape: name, call, text, chat_url, hours."""
-        return {"name": self.name, "call": self.call, "text": self.text, "chat_url": self.chat_url,
-                "hours": self.hours}
+        return {
+            "name": self.name,
+            "call": self.call,
+            "text": self.text,
+            "chat_url": self.chat_url,
+            "hours": self.hours,
+        }
 
 
 @dataclass(frozen=True)
@@ -87,27 +92,37 @@ class Directory:
         matches = [(len(p), a) for a in self.areas for p in a.postal_prefixes if code.startswith(p.upper())]
         return max(matches, key=lambda m: m[0])[1] if matches else None
 
-    def resources(self, audience: str, postal_code: str | None = None, language: str = "en",
-                  now: dt.datetime | None = None) -> list[dict]:
+    def resources(
+        self,
+        audience: str,
+        postal_code: str | None = None,
+        language: str = "en",
+        now: dt.datetime | None = None,
+    ) -> list[dict]:
         """What a person is shown: national resources for this audience, then the local team.
 
         The local team comes with its hours; out of hours, what to do instead.
         """
-        shown = [r.as_payload() for r in self.national
-                 if audience in r.audiences and (not r.languages or language in r.languages)]
+        shown = [
+            r.as_payload()
+            for r in self.national
+            if audience in r.audiences and (not r.languages or language in r.languages)
+        ]
         area = self.area_for(postal_code)
         if area is not None:
             local_now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(self.timezone)
             open_now = area.is_open(local_now)
-            shown.append({
-                "name": area.name,
-                "call": area.call,
-                "text": area.text,
-                "chat_url": None,
-                "hours": area.hours_text if open_now else f"Closed now. {area.out_of_hours}",
-                "open_now": open_now,
-                "local": True,
-            })
+            shown.append(
+                {
+                    "name": area.name,
+                    "call": area.call,
+                    "text": area.text,
+                    "chat_url": None,
+                    "hours": area.hours_text if open_now else f"Closed now. {area.out_of_hours}",
+                    "open_now": open_now,
+                    "local": True,
+                }
+            )
         return shown
 
 
@@ -120,9 +135,16 @@ def _resource(raw: dict, where: str) -> Resource:
     audiences = frozenset(raw.get("for", []))
     if not audiences <= AUDIENCES:
         raise DirectoryError(f"{where} {raw['id']}: 'for' must be among {sorted(AUDIENCES)}")
-    return Resource(id=raw["id"], name=raw["name"], call=_str(raw.get("call")), text=_str(raw.get("text")),
-                    chat_url=raw.get("chat_url"), hours=str(raw.get("hours", "24/7")), audiences=audiences,
-                    languages=frozenset(raw.get("languages", [])))
+    return Resource(
+        id=raw["id"],
+        name=raw["name"],
+        call=_str(raw.get("call")),
+        text=_str(raw.get("text")),
+        chat_url=raw.get("chat_url"),
+        hours=str(raw.get("hours", "24/7")),
+        audiences=audiences,
+        languages=frozenset(raw.get("languages", [])),
+    )
 
 
 def _str(value) -> str | None:
@@ -147,18 +169,28 @@ def _area(raw: dict) -> Area:
     days = tuple(hours.get("days", []))
     if not days or not set(days) <= set(DAYS):
         raise DirectoryError(f"{where}: hours.days must be among {DAYS}")
-    return Area(id=raw["id"], name=raw["name"], postal_prefixes=tuple(str(p) for p in raw["postal_prefixes"]),
-                call=str(raw["call"]), text=_str(raw.get("text")), days=days,
-                open=_time(hours.get("open", "00:00"), where) or dt.time(0),
-                close=_time(hours.get("close", "24:00"), where), out_of_hours=str(raw["out_of_hours"]))
+    return Area(
+        id=raw["id"],
+        name=raw["name"],
+        postal_prefixes=tuple(str(p) for p in raw["postal_prefixes"]),
+        call=str(raw["call"]),
+        text=_str(raw.get("text")),
+        days=days,
+        open=_time(hours.get("open", "00:00"), where) or dt.time(0),
+        close=_time(hours.get("close", "24:00"), where),
+        out_of_hours=str(raw["out_of_hours"]),
+    )
 
 
 def parse(raw: dict, source: str = "directory") -> Directory:
     try:
         national = tuple(_resource(r, "national") for r in raw["national"])
         directory = Directory(
-            version=str(raw["version"]), profile=str(raw["profile"]), example=bool(raw.get("example", False)),
-            timezone=ZoneInfo(str(raw.get("timezone", "UTC"))), national=national,
+            version=str(raw["version"]),
+            profile=str(raw["profile"]),
+            example=bool(raw.get("example", False)),
+            timezone=ZoneInfo(str(raw.get("timezone", "UTC"))),
+            national=national,
             areas=tuple(_area(a) for a in raw.get("areas", [])),
             carer_support=tuple(_resource(r, "carer_support") for r in raw.get("carer_support", [])),
         )
@@ -188,6 +220,7 @@ def load(path: Path | None = None, profile: str | None = None) -> Directory:
         raise DirectoryError(f"crisis directory not found: {path}") from err
     directory = parse(raw, str(path))
     if directory.example:
-        log.warning("The crisis directory in use (%s) is EXAMPLE data. Replace it before real use.",
-                    path.name)
+        log.warning(
+            "The crisis directory in use (%s) is EXAMPLE data. Replace it before real use.", path.name
+        )
     return directory

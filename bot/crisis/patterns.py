@@ -104,8 +104,12 @@ def compiled(language: str) -> Compiled:
     sets = raw.get("sets", {})
     for group in raw.get("risk", []):
         info = PatternInfo(
-            id=group["id"], kind="risk", level=group["level"], category=group["category"],
-            subject=group.get("subject"), danger_from_others=bool(group.get("danger_from_others")),
+            id=group["id"],
+            kind="risk",
+            level=group["level"],
+            category=group["category"],
+            subject=group.get("subject"),
+            danger_from_others=bool(group.get("danger_from_others")),
         )
         _add(result, info, group["phrases"], sets)
     for group in raw.get("signals", []):

@@ -21,8 +21,13 @@ class Evidence:
     negated: bool = False
 
     def as_dict(self) -> dict:
-        return {"text": self.text, "pattern": self.pattern, "category": self.category,
-                "level": self.level, "negated": self.negated}
+        return {
+            "text": self.text,
+            "pattern": self.pattern,
+            "category": self.category,
+            "level": self.level,
+            "negated": self.negated,
+        }
 
 
 @dataclass(frozen=True)
@@ -38,5 +43,10 @@ class Assessment:
         return RANK[self.level] >= RANK["crisis"]
 
     def as_dict(self) -> dict:
-        return {"level": self.level, "subject": self.subject, "categories": list(self.categories),
-                "evidence": [e.as_dict() for e in self.evidence], "language": self.language}
+        return {
+            "level": self.level,
+            "subject": self.subject,
+            "categories": list(self.categories),
+            "evidence": [e.as_dict() for e in self.evidence],
+            "language": self.language,
+        }

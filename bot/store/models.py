@@ -87,6 +87,21 @@ class ReferralEvent(Base):
     detail = Column(JSON, nullable=False, default=dict)
 
 
+class CrisisEvent(Base):
+    """A crisis response shown in a conversation. Never holds what the person wrote."""
+
+    __tablename__ = "crisis_events"
+
+    id = Column(Integer, primary_key=True)
+    conversation_id = Column(String(64), nullable=False, index=True)
+    at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    level = Column(String(20), nullable=False)
+    subject = Column(String(20), nullable=False)
+    categories = Column(JSON, nullable=False, default=list)
+    resources = Column(JSON, nullable=False, default=list)
+    detector_version = Column(String(80), nullable=True)
+
+
 Referral.events = relationship(
     ReferralEvent, order_by=ReferralEvent.id, cascade="all, delete-orphan", lazy="raise"
 )

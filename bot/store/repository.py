@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from bot.store.models import Referral, ReferralEvent
+from bot.store.models import CrisisEvent, Referral, ReferralEvent
 
 
 class ReferralRepository:
@@ -31,6 +31,14 @@ class ReferralRepository:
             .where(Referral.reference == reference)
             .options(selectinload(Referral.events))
         ).one_or_none()
+
+    def add_crisis_event(self, event: CrisisEvent) -> None:
+        self.session.add(event)
+
+    def crisis_events(self, conversation_id: str) -> list[CrisisEvent]:
+        return list(self.session.scalars(
+            select(CrisisEvent).where(CrisisEvent.conversation_id == conversation_id).order_by(CrisisEvent.id)
+        ))
 
     def all(self, batch: int = 200) -> Iterator[Referral]:
         statement = select(Referral).order_by(Referral.id).execution_options(yield_per=batch)

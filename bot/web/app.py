@@ -118,18 +118,14 @@ async def chat_restart(request: web.Request) -> web.Response:
     return await _start_new(request)
 
 
-async def _start_new(request: web.Request) -> web.Response:
+async def _start_new(request: web.Request, text: str = START_MESSAGE) -> web.Response:
     conversation_id = session.new_conversation_id()
-    response = await _relay(request, conversation_id, START_MESSAGE)
+    response = await _relay(request, conversation_id, text)
     _with_cookie(request, response, conversation_id)
     return response
 
 
 async def chat_message(request: web.Request) -> web.Response:
-    conversation_id = _conversation(request)
-    if conversation_id is None:
-        # No valid session: start one rather than guess whose conversation it is.
-        return await _start_new(request)
     try:
         body = await request.json()
     except (ValueError, UnicodeDecodeError):
@@ -142,6 +138,11 @@ async def chat_message(request: web.Request) -> web.Response:
     text = text.strip().lstrip("/").strip()  # a leading slash would let a user send an intent
     if not text:
         return _refuse("utter_invalid_empty", "empty", 400)
+    conversation_id = _conversation(request)
+    if conversation_id is None:
+        # No valid session: a new conversation, never a guess at someone else's.
+        # The message itself is relayed: a first message may be a crisis.
+        return await _start_new(request, text)
     return await _relay(request, conversation_id, text)
 
 

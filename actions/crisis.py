@@ -1,0 +1,265 @@
+"""Crisis actions: the follow-up after a crisis response, and the safety questions.
+
+The first crisis message is a fixed response uttered by a rule (it needs
+neither this server nor the store). These actions add what depends on the
+conversation: the local crisis team, the record for staff, the flag that
+stays, and the safety questions.
+
+domain.yml needs: the crisis responses named in bot.crisis.routing.RESPONSES,
+utter_crisis_local_team, utter_crisis_ask_postal_code, the safety_form with
+utter_ask_safety_form_<slot> for risk_check, safe_now, continue_referral, and
+utter_crisis_not_safe / _safe / _check_in, utter_risk_no.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.forms import FormValidationAction
+from rasa_sdk.types import DomainDict
+
+from actions.settings import settings as _settings
+from bot import services, validators
+from bot.crisis import RANK, Assessment, assess, is_retraction, raise_level, routing
+from bot.crisis import directory as crisis_directory
+from bot.store.db import StoreUnavailable
+from bot.store.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+HISTORY_TURNS = 3
+RECORD_TIMEOUT = 3.0
+SAFETY_SLOTS = ("risk_check", "safe_now", "continue_referral")
+NOT_ASKED = "not_asked"
+
+
+def recent_user_texts(tracker: Tracker, turns: int = HISTORY_TURNS) -> list[str]:
+    """The person's earlier messages in this conversation, newest last, not counting the latest."""
+    texts = [e.get("text") for e in tracker.events if e.get("event") == "user" and e.get("text")]
+    texts = [t for t in texts if not t.startswith("/")]
+    return texts[-(turns + 1) : -1]
+
+
+def latest_assessment(tracker: Tracker) -> Assessment:
+    """The NLU component's result for the latest message, or a fresh one with history."""
+    text = tracker.latest_message.get("text") or ""
+    return assess(text, recent_user_texts(tracker))
+
+
+def directory() -> crisis_directory.Directory:
+    return crisis_directory.load(profile=_settings()[1].postal_format)
+
+
+def signpost(
+    dispatcher: CollectingDispatcher, tracker: Tracker, result: Assessment, first_response: bool
+) -> list[dict]:
+    """Utter what this level calls for; return the resources shown.
+
+    `first_response` is true when no rule has uttered the crisis response yet
+    (a crisis found by a second-line check); then it is uttered here.
+    """
+    who = routing.audience(result)
+    postal = tracker.get_slot("postal_code")
+    payload = routing.payload(result, directory(), postal if isinstance(postal, str) else None)
+    resources = payload["crisis"]["resources"]
+    if who is None or who == "ask":
+        return []
+    if first_response:
+        dispatcher.utter_message(response=routing.RESPONSES[who], json_message=payload)
+    local = next((r for r in resources if r.get("local")), None)
+    if local:
+        dispatcher.utter_message(
+            response="utter_crisis_local_team",
+            json_message=payload,
+            local_team_name=local["name"],
+            local_team_call=local["call"],
+            local_team_hours=local["hours"],
+        )
+    elif not first_response:
+        dispatcher.utter_message(response="utter_crisis_ask_postal_code", json_message=payload)
+    return resources
+
+
+async def record(tracker: Tracker, result: Assessment, resources: list[dict]) -> None:
+    """Store the crisis event (no message text). Failure never blocks signposting."""
+    from bot.crisis.patterns import versions
+
+    uow = UnitOfWork(_settings()[0].database_url)
+    version = ",".join(f"{k}:{v}" for k, v in versions().items())
+    try:
+        await asyncio.wait_for(
+            asyncio.to_thread(
+                services.record_crisis_event,
+                uow,
+                tracker.sender_id,
+                result.level,
+                result.subject,
+                list(result.categories),
+                resources,
+                version,
+            ),
+            timeout=RECORD_TIMEOUT,
+        )
+    except (StoreUnavailable, asyncio.TimeoutError) as err:
+        log.error("crisis event not recorded (%s); signposting was shown", type(err).__name__)
+
+
+def crisis_slots(tracker: Tracker, result: Assessment) -> dict[str, Any]:
+    """Slots after a crisis response: the flag that stays, and fresh safety questions."""
+    level = raise_level(tracker.get_slot("crisis_level") or "none", result.level)
+    slots: dict[str, Any] = {
+        "crisis_level": level,
+        "crisis_subject": result.subject,
+        "crisis_pending": False,
+        "after_safety": None,
+        "risk_check": None if result.level == "ask" else NOT_ASKED,
+        "safe_now": None,
+        "continue_referral": None,
+    }
+    if RANK[result.level] >= RANK["crisis"] or tracker.get_slot("crisis_flag"):
+        slots["crisis_flag"] = True
+    if result.subject == "other" and result.level != "ask":
+        slots["safe_now"] = NOT_ASKED  # they are asking for someone else
+    return slots
+
+
+async def respond_to_second_line(
+    dispatcher: CollectingDispatcher, tracker: Tracker, result: Assessment
+) -> dict[str, Any]:
+    """A crisis found while checking an answer: signpost, record, and pause for safety."""
+    resources = signpost(dispatcher, tracker, result, first_response=True)
+    await record(tracker, result, resources)
+    return {**crisis_slots(tracker, result), "crisis_pending": True}
+
+
+class ActionCrisisFollowUp(Action):
+    """After the rule's fixed crisis response: local team, record, flags."""
+
+    def name(self) -> str:
+        return "action_crisis_follow_up"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        result = latest_assessment(tracker)
+        intent = (tracker.latest_message.get("intent") or {}).get("name")
+        if RANK[result.level] < RANK["ask"] and intent in routing.CRISIS_INTENTS:
+            # The classifier was confident where the rules found nothing: ask directly.
+            result = Assessment(level="ask", subject="unknown", categories=("classifier",))
+        resources = signpost(dispatcher, tracker, result, first_response=False)
+        await record(tracker, result, resources)
+        return [SlotSet(k, v) for k, v in crisis_slots(tracker, result).items()]
+
+
+class ValidateSafetyForm(FormValidationAction):
+    """The safety questions: a direct question at "ask", then "are you safe now",
+    then whether to carry on with the referral."""
+
+    def name(self) -> str:
+        return "validate_safety_form"
+
+    async def required_slots(
+        self, domain_slots: list[str], dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[str]:
+        return list(SAFETY_SLOTS)
+
+    async def get_validation_events(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        """Validate only the answer to the question just asked (see ValidateReferralForm)."""
+        asked = tracker.get_slot("requested_slot")
+        updates: dict[str, Any] = {}
+        for slot, value in tracker.slots_to_validate().items():
+            if slot in SAFETY_SLOTS and slot == asked:
+                result = await getattr(self, f"validate_{slot}")(value, dispatcher, tracker, domain)
+                updates.update(result)
+                tracker.slots.update(result)
+        return [SlotSet(slot, value) for slot, value in updates.items()]
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        events = await super().run(dispatcher, tracker, domain)
+        slots = tracker.slots
+        if tracker.get_slot("continue_referral") is None and tracker.get_slot("safe_now") is not None:
+            outcome = tracker.get_slot("referral_outcome")
+            if outcome == "submitted":
+                events.append(SlotSet("continue_referral", "done"))
+            elif outcome in ("consent_declined", "other_referrer"):
+                events.append(SlotSet("continue_referral", "stay"))
+            slots = {**slots, **{e["name"]: e["value"] for e in events if e.get("event") == "slot"}}
+        if all(slots.get(s) is not None for s in SAFETY_SLOTS):
+            events.append(SlotSet("after_safety", _after_safety(slots)))
+            events.append(SlotSet("crisis_pending", False))
+        return events
+
+    async def validate_risk_check(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        # Anything other than a clear no is treated as yes.
+        if validators.parse_yes_no(str(value)) is False:
+            dispatcher.utter_message(response="utter_risk_no")
+            return {"risk_check": "no", "safe_now": NOT_ASKED, "continue_referral": "resume"}
+        result = Assessment(
+            level="crisis",
+            subject="self",
+            categories=("answered_risk_check",),
+            language=tracker.get_slot("language") or "en",
+        )
+        resources = signpost(dispatcher, tracker, result, first_response=True)
+        await record(tracker, result, resources)
+        return {
+            "risk_check": "yes",
+            "crisis_flag": True,
+            "crisis_level": raise_level(tracker.get_slot("crisis_level") or "none", "crisis"),
+        }
+
+    async def validate_safe_now(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        text = str(value)
+        if is_retraction(text):
+            dispatcher.utter_message(response="utter_crisis_check_in")
+            return {"safe_now": "retracted"}
+        postal = validators.normalise_postal_code(text, _settings()[1].postal_format)
+        if postal is not None:
+            # A postal code for the local team; the safety question stands.
+            result = Assessment(
+                level=tracker.get_slot("crisis_level") or "crisis",
+                subject=tracker.get_slot("crisis_subject") or "self",
+            )
+            signpost(dispatcher, _with_postal(tracker, postal), result, first_response=False)
+            return {"safe_now": None, "postal_code": tracker.get_slot("postal_code") or postal}
+        if validators.parse_yes_no(text) is True:
+            dispatcher.utter_message(response="utter_crisis_safe")
+            return {"safe_now": "yes"}
+        # "No", or anything unclear, is treated as not safe.
+        dispatcher.utter_message(response="utter_crisis_not_safe")
+        return {"safe_now": "no"}
+
+    async def validate_continue_referral(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        text = str(value)
+        if is_retraction(text):
+            dispatcher.utter_message(response="utter_crisis_check_in")
+            return {"continue_referral": "no"}
+        answer = validators.parse_yes_no(text)
+        if answer is None:
+            dispatcher.utter_message(response="utter_invalid_yes_no")
+            return {"continue_referral": None}
+        return {"continue_referral": "yes" if answer else "no"}
+
+
+def _after_safety(slots: dict[str, Any]) -> str:
+    return {"yes": "continue", "resume": "resume", "done": "done"}.get(slots.get("continue_referral"), "stay")
+
+
+def _with_postal(tracker: Tracker, postal: str) -> Tracker:
+    copy = tracker.copy()
+    copy.slots["postal_code"] = postal
+    return copy

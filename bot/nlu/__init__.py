@@ -1,0 +1,1 @@
+"""Components plugged into Rasa's NLU pipeline: the only part of bot/ that imports Rasa."""

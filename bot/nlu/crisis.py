@@ -1,0 +1,121 @@
+"""Rasa NLU component: run the crisis detector on every user message.
+
+Placed after the intent classifier in config.yml. At `crisis` or `imminent`
+it replaces the intent with one of the crisis intents, so a rule fires
+whatever the dialogue state (inside any form, at review, after submission);
+at `ask` it sets `risk_check`. The detector (with its own statistical layer)
+is the only authority for these intents: when it finds nothing, a crisis
+intent guessed by the general intent classifier becomes `inform`, because a
+false alarm in the middle of a form ("Myself" -> "are you thinking of ending
+your life?") is its own harm.
+
+It also adds two entities that fill slots before any response is chosen:
+`crisis_language` (es or en, on crisis messages, so the crisis response comes
+in that language) and `service_profile` (us or uk, from the service
+configuration, so the numbers fit the country).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.shared.nlu.constants import ENTITIES, INTENT, INTENT_RANKING_KEY, TEXT
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from bot.crisis import assess, routing, warm_up
+from bot.crisis.types import RANK
+
+log = logging.getLogger(__name__)
+
+
+@DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)
+class CrisisDetector(GraphComponent):
+    @staticmethod
+    def get_default_config() -> dict[str, Any]:
+        return {"service_profile": None}
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.profile = config.get("service_profile") or _configured_profile()
+
+    @classmethod
+    def create(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> CrisisDetector:
+        return cls(config)
+
+    @classmethod
+    def load(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+        **kwargs: Any,
+    ) -> CrisisDetector:
+        component = cls(config)
+        warm_up()  # build the pipelines at startup, not on someone's first message
+        return component
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        return training_data
+
+    def process(self, messages: list[Message]) -> list[Message]:
+        for message in messages:
+            self._process(message)
+        return messages
+
+    def _process(self, message: Message) -> None:
+        text = message.get(TEXT)
+        if not text or text.startswith("/"):
+            return
+        result = assess(text)
+        message.set("crisis", result.as_dict(), add_to_output=True)
+        current = message.get(INTENT) or {}
+        who = routing.audience(result)
+        if who is not None:
+            self._set_intent(message, routing.INTENTS[who])
+        elif current.get("name") in routing.CRISIS_INTENTS:
+            self._set_intent(message, "inform")
+        entities = list(message.get(ENTITIES) or [])
+        if RANK[result.level] >= RANK["ask"] or result.language == "es":
+            entities.append(_entity("crisis_language", result.language, text))
+        entities.append(_entity("service_profile", self.profile, text))
+        message.set(ENTITIES, entities, add_to_output=True)
+
+    @staticmethod
+    def _set_intent(message: Message, name: str, confidence: float = 1.0) -> None:
+        intent = {"name": name, "confidence": confidence}
+        ranking = [intent] + [r for r in (message.get(INTENT_RANKING_KEY) or []) if r.get("name") != name]
+        message.set(INTENT, intent, add_to_output=True)
+        message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
+
+
+def _entity(name: str, value: str, text: str) -> dict:
+    return {
+        "entity": name,
+        "value": value,
+        "start": 0,
+        "end": len(text),
+        "extractor": "CrisisDetector",
+        "confidence_entity": 1.0,
+    }
+
+
+def _configured_profile() -> str:
+    from bot.config import ConfigError, Settings
+
+    try:
+        return Settings.from_env().service_config().postal_format
+    except ConfigError as err:
+        log.warning("service configuration unreadable (%s); crisis numbers default to the US profile", err)
+        return "us"
