@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export RASA_TELEMETRY_ENABLED := false
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 
-.PHONY: help setup run test lint unit validate train stories e2e bench clean
+.PHONY: help setup run test lint unit crisis-score validate train stories e2e bench clean
 
 help:
 	@echo "make run    set up, train if needed, start everything, print the chat address"
@@ -41,7 +41,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check bot actions tests bench
 
 unit: $(STAMP)
-	$(PY) -m pytest -m "not e2e" -q
+	$(PY) -m pytest -m "not e2e and not scoring" -q
+
+# The crisis detector on ../shared/eval/crisis_dev.jsonl and our own cases, with a table per category.
+crisis-score: $(STAMP)
+	$(PY) -m pytest -m scoring -q -s
 
 validate: $(STAMP)
 	$(VENV)/bin/rasa data validate --fail-on-warnings --quiet
@@ -63,7 +67,7 @@ e2e: train
 	$(PY) -m pytest -m e2e -q
 
 # Gates from cheap to expensive.
-test: lint unit validate train stories e2e
+test: lint unit crisis-score validate train stories e2e
 
 bench: $(STAMP)
 	@for b in bench/*.py; do $(PY) $$b; done

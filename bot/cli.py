@@ -54,10 +54,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args, settings: Settings) -> int:
     from bot import runner
+    from bot.crisis.directory import DirectoryError
+    from bot.crisis.directory import load as load_directory
     from bot.store.migrate import upgrade
     from bot.training import ensure_model
 
-    settings.service_config()  # fail early on a bad service configuration
+    config = settings.service_config()  # fail early on a bad service configuration
+    try:
+        directory = load_directory(profile=config.postal_format)
+    except DirectoryError as err:
+        print(f"Crisis directory problem: {err}", file=sys.stderr)
+        return 2
+    if directory.example or config.is_example:
+        print("WARNING: the service configuration or crisis directory is EXAMPLE data "
+              "(fictional 555-01xx numbers). Replace it before real use.", flush=True)
     print("Checking the model...", flush=True)
     model, trained = ensure_model()
     print(f"{'Trained' if trained else 'Up to date'}: {model.name}", flush=True)

@@ -53,6 +53,7 @@ def score(rows: list[dict], title: str) -> tuple[list[dict], int, int]:
     return failures, none_total, none_crisis
 
 
+@pytest.mark.scoring
 @pytest.mark.parametrize("path", [DEV_SET, OWN_CASES], ids=["shared dev set", "own cases"])
 def test_detector_meets_the_acceptance_thresholds(path):
     if not path.exists():
@@ -121,3 +122,31 @@ def test_statistical_layer_adds_but_never_removes():
         "crisis",
     )
     assert classifier.predict("allergic to penicillin") == "none"
+
+
+def test_pattern_files_compile_and_every_phrase_can_match_its_own_words():
+    """Each phrase, written out with its first and with its last alternatives,
+    must match: catches unknown set names, words the lemmatiser changes
+    (dying -> dye) and misspelt alternatives. It cannot tell `a|b c` from a
+    meant `a|b` + `c`; reviewers must."""
+    import re
+
+    import yaml
+
+    from bot.crisis.patterns import DATA, compiled
+
+    for language in ("en", "es"):
+        raw = yaml.safe_load((DATA / f"patterns_{language}.yml").read_text())
+        sets = raw.get("sets", {})
+        patterns = compiled(language)
+        for group in raw["risk"] + raw.get("signals", []):
+            for phrase in group["phrases"]:
+                for pick in (0, -1):
+                    words = []
+                    for part in phrase.split():
+                        if part == "~":
+                            continue
+                        alt = part.lstrip("?=").split("|")[pick]
+                        words.append(str(sets[alt[1:-1]][pick]) if re.fullmatch(r"<\w+>", alt) else alt)
+                    doc = patterns.nlp(" ".join(words))
+                    assert patterns.matcher(doc), f"{language}: {phrase!r} does not match {' '.join(words)!r}"

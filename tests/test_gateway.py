@@ -189,3 +189,11 @@ def test_cookie_signatures():
     assert session.decode(b"other", cookie) is None
     for bad in (None, "", "abc", "abc.def.ghi", ".sig", cookie + "x"):
         assert session.decode(secret, bad) is None
+
+
+async def test_a_first_message_without_a_session_is_relayed_not_dropped(make_client, rasa):
+    client = await make_client()
+    response = await client.post("/api/chat", json={"text": "I want to end my life"})
+    assert response.status == 200
+    assert rasa.received[-1]["message"] == "I want to end my life"
+    assert "ra_session" in {c.key for c in client.session.cookie_jar}

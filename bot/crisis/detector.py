@@ -179,7 +179,8 @@ def _apply_context(m: _Match, matches: list[_Match], analysis: _Analysis, risk_t
     # "If I fail this exam I'm done with life", "... I'll kill myself lol":
     # conditional or joking framing makes it a question to ask, never nothing.
     conditional = any(sentence_start <= s < m.start for s, _ in analysis.signals.get("conditional", []))
-    if m.level == "crisis" and (conditional or analysis.signals.get("hyperbole")):
+    joking = analysis.signals.get("hyperbole") and not analysis.signals.get("serious")
+    if m.level == "crisis" and (conditional or joking):
         m.level = "ask"
 
     # Subject: someone else at risk, unless the danger comes from someone else.
