@@ -7,6 +7,7 @@ The scoring tests print a table per category (run pytest with -s, or see the
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,11 +17,14 @@ from bot.crisis import RANK, assess
 from bot.crisis import detector as detector_module
 
 ROOT = Path(__file__).resolve().parent.parent
-DEV_SET = ROOT.parent / "shared" / "eval" / "crisis_dev.jsonl"
+# The shared development set lives beside the project (../shared), as in CI.
+DEV_SET = Path(os.environ.get("CRISIS_DEV_SET", ROOT.parent / "shared" / "eval" / "crisis_dev.jsonl"))
 OWN_CASES = Path(__file__).parent / "data" / "crisis_cases.jsonl"
 
 
 def load(path: Path) -> list[dict]:
+    if not path.exists():
+        pytest.fail(f"{path} is missing: the crisis dev set must sit at ../shared/eval (or set CRISIS_DEV_SET)")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
@@ -56,18 +60,20 @@ def score(rows: list[dict], title: str) -> tuple[list[dict], int, int]:
 @pytest.mark.scoring
 @pytest.mark.parametrize("path", [DEV_SET, OWN_CASES], ids=["shared dev set", "own cases"])
 def test_detector_meets_the_acceptance_thresholds(path):
-    if not path.exists():
-        pytest.fail(f"{path} is missing")
     failures, none_total, none_crisis = score(load(path), path.name)
     assert not [f for f in failures if f["expect"] != "none"], failures
     assert none_crisis <= 0.10 * none_total
 
 
-@pytest.mark.parametrize(
-    "row", [r for r in load(DEV_SET) + load(OWN_CASES) if r["expect"] != "none"], ids=lambda r: r["text"][:40]
-)
-def test_subject_is_who_is_at_risk(row):
-    assert assess(row["text"], row.get("history", [])).subject == row["subject"]
+@pytest.mark.parametrize("path", [DEV_SET, OWN_CASES], ids=["shared dev set", "own cases"])
+def test_subject_is_who_is_at_risk(path):
+    wrong = [
+        (row["text"], row["subject"], result.subject)
+        for row in load(path)
+        if row["expect"] != "none"
+        and (result := assess(row["text"], row.get("history", []))).subject != row["subject"]
+    ]
+    assert not wrong
 
 
 def test_a_layer_never_lowers_an_earlier_one():
