@@ -104,7 +104,9 @@ class ValidateReferralForm(FormValidationAction):
         if special is not None:
             return await special(value, dispatcher, tracker)
         spec = dataset.load().get(slot)
-        outcome = validators.check(spec, _text(value), _rules())
+        outcome = validators.check(
+            spec, _text(value), _rules(), allow_unknown=referral.is_supported(tracker.slots)
+        )
         if not outcome.ok:
             dispatcher.utter_message(response=f"utter_invalid_{outcome.problem}")
             return {slot: None}
@@ -115,15 +117,23 @@ class ValidateReferralForm(FormValidationAction):
     ) -> dict[str, Any]:
         """Follow-ups that depend on an accepted answer."""
         answers = {**tracker.slots, slot: value}
+        supported = referral.is_supported(answers)
         if slot == "date_of_birth":
             age = validators.age_on(dt.date.fromisoformat(value), dt.date.today())
             if age < _settings()[1].minimum_age:
                 dispatcher.utter_message(response="utter_under_minimum_age")
         elif slot == "current_risk" and value in ("yes", "unclear"):
             dispatcher.utter_message(response="utter_risk_support")
-        elif slot in ("phone", "email") and referral.contact_route_missing(answers):
+        elif slot in ("phone", "email") and not supported and referral.contact_route_missing(answers):
             dispatcher.utter_message(response="utter_invalid_contact_route")
             return {"phone": None, "email": None}
+        elif slot in ("referrer_phone", "referrer_email") and referral.contact_route_missing(
+            answers, "referrer_"
+        ):
+            dispatcher.utter_message(response="utter_invalid_referrer_contact_route")
+            return {"referrer_phone": None, "referrer_email": None}
+        elif slot == "person_consent_status":
+            dispatcher.utter_message(response=referral.CONSENT_STATUS_RESPONSES[value])
         elif slot == "contact_preference":
             problem = referral.contact_preference_problem(value, answers)
             if problem:
@@ -150,9 +160,8 @@ class ValidateReferralForm(FormValidationAction):
         if code is None:
             dispatcher.utter_message(response="utter_invalid_referrer_type")
             return {"referrer_type": None}
-        if code != "self":
-            return {"referrer_type": code, "referral_outcome": "other_referrer"}
-        return {"referrer_type": code}
+        # Chooses the third-person wording of every question about the person.
+        return {"referrer_type": code, "referral_about": "self" if code == referral.SELF else "other"}
 
     async def validate_optional_questions(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker
@@ -191,12 +200,14 @@ class ValidateReferralForm(FormValidationAction):
 
     async def _submit(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> dict[str, Any]:
         consent_at = tracker.get_slot("consent_given_at")
+        who = tracker.get_slot("referrer_type")
         submission = services.Submission(
             conversation_id=tracker.sender_id,
             referrer_type=tracker.get_slot("referrer_type"),
             answers=tracker.slots,
             consent_given_at=dt.datetime.fromisoformat(consent_at) if consent_at else None,
             crisis_flag=bool(tracker.get_slot("crisis_flag")),
+            minimum=_settings()[1].routes.get(who, ()),
         )
         uow = UnitOfWork(_settings()[0].database_url)
         for attempt in range(SUBMIT_ATTEMPTS):
@@ -213,11 +224,28 @@ class ValidateReferralForm(FormValidationAction):
             dispatcher.utter_message(response="utter_submit_failed")
             return {"review": None}
         log.info("referral submitted (created=%s)", result.created)
+        if who == "someone_else":
+            _signpost_carer_support(dispatcher)
         return {
             "review": referral.REVIEW_SEND,
             "reference": result.reference,
             "referral_outcome": "submitted",
         }
+
+
+def _signpost_carer_support(dispatcher: CollectingDispatcher) -> None:
+    """Support for the carer themselves, from the crisis directory's carer lines."""
+    from bot.crisis import directory
+
+    lines = directory.load(profile=_settings()[1].postal_format).carer_support
+    if lines:
+        line = lines[0]
+        dispatcher.utter_message(
+            response="utter_carer_support",
+            carer_line_name=line.name,
+            carer_line_call=line.call,
+            carer_line_hours=line.hours,
+        )
 
 
 def _clear(field: str) -> dict[str, Any]:

@@ -50,6 +50,7 @@ class ServiceConfig:
     local_crisis_line: str
     minimum_age: int
     is_example: bool
+    routes: dict[str, tuple[str, ...]]
 
     @classmethod
     def load(cls, path: Path) -> ServiceConfig:
@@ -66,11 +67,21 @@ class ServiceConfig:
                 local_crisis_line=str(raw["local_crisis_line"]),
                 minimum_age=int(raw.get("minimum_age", 18)),
                 is_example=bool(raw.get("example", False)),
+                routes={str(k): tuple(v) for k, v in (raw.get("routes") or {}).items()},
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ConfigError(f"{path}: missing or bad setting: {err}") from err
         if config.postal_format not in ("us", "uk"):
             raise ConfigError(f"{path}: postal_format must be 'us' or 'uk'")
+        from bot import dataset
+
+        known = set(dataset.load().names)
+        for route, names in config.routes.items():
+            if route not in ("self", "someone_else", "professional"):
+                raise ConfigError(f"{path}: unknown route {route!r}")
+            unknown = set(names) - known
+            if unknown:
+                raise ConfigError(f"{path}: route {route} names unknown fields {sorted(unknown)}")
         return config
 
 

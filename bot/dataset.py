@@ -70,14 +70,25 @@ class Dataset:
     def section(self, section: str) -> list[FieldSpec]:
         return [f for f in self.fields if f.section == section]
 
-    def match_label(self, text: str) -> FieldSpec | None:
+    @property
+    def referrer_fields(self) -> list[FieldSpec]:
+        """Stored apart from the person, in the referrers table."""
+        return self.section("referrer")
+
+    @property
+    def person_fields(self) -> list[FieldSpec]:
+        """Stored on the referral itself."""
+        return [f for f in self.fields if f.section != "referrer"]
+
+    def match_label(self, text: str, among: list[FieldSpec] | None = None) -> FieldSpec | None:
         """The field a person names in "change my phone number", or None.
 
-        Longest synonym wins, so "email address" beats "address".
+        Only fields in ``among`` (default: all) are candidates. Longest
+        synonym wins, so "email address" beats "address".
         """
         words = _words(text)
         best: tuple[int, FieldSpec] | None = None
-        for spec in self.fields:
+        for spec in self.fields if among is None else among:
             for phrase in (spec.label, spec.name.replace("_", " "), *spec.synonyms):
                 target = _words(phrase)
                 if target and _contains(words, target):

@@ -7,7 +7,7 @@ holds them: validated values, or the SKIPPED / UNKNOWN / DECLINED markers.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bot import dataset
@@ -28,7 +28,14 @@ RESUME_RESPONSE = "utter_resume_referral"
 OUTCOME_RESPONSES = {
     "submitted": "utter_already_sent",
     "consent_declined": "utter_conversation_closed",
-    "other_referrer": "utter_conversation_closed",
+}
+SELF = "self"
+# Asked about the person only when it is safe to contact them directly.
+PERSON_CONTACT_FIELDS = ("phone", "email", "contact_preference", "safe_to_leave_message")
+CONSENT_STATUS_RESPONSES = {
+    "They know and agree": "utter_consent_status_agreed",
+    "They don't know yet": "utter_consent_status_not_yet",
+    "They can't be asked right now": "utter_consent_status_cannot_ask",
 }
 
 
@@ -36,8 +43,9 @@ def required_slots(answers: Mapping[str, object]) -> list[str]:
     """The slots the referral form needs, in order, given what is known so far.
 
     The form asks the first of these that has no value. Consent comes first;
-    a "no" ends the form. Only the self-referral path collects the dataset
-    for now; the other referrer types end after the choice.
+    a "no" ends the form. Someone referring another person gives their own
+    details first, then the person's consent status, then the same dataset
+    about the person (contact questions only if it is safe to contact them).
     """
     if answers.get("crisis_pending"):
         return []  # paused for the safety questions; the form resumes after them
@@ -45,14 +53,31 @@ def required_slots(answers: Mapping[str, object]) -> list[str]:
     if answers.get(CONSENT) is not True:
         return slots
     slots.append(REFERRER_TYPE)
-    if answers.get(REFERRER_TYPE) != "self":
+    who = answers.get(REFERRER_TYPE)
+    if who is None:
         return slots
     ds = dataset.load()
-    for spec in ds.fields:
-        if spec.section == "core":
-            slots.append(spec.name)
-            if spec.name == "current_risk" and answers.get("current_risk") in ("yes", "unclear"):
-                slots.append("current_risk_details")
+    if who != SELF:
+        slots.append("referrer_name")
+        slots += (
+            ["referrer_role", "referrer_organisation"] if who == "professional" else ["referrer_relationship"]
+        )
+        slots += ["referrer_phone", "referrer_email", "referrer_contact_ok"]
+        slots += [spec.name for spec in ds.section("supported")]
+    skip_contact = who != SELF and answers.get("person_contact_safe") is False
+    # With no phone or email for the person, the team goes through the referrer.
+    no_route = who != SELF and contact_route_missing(answers)
+    for spec in ds.section("core"):
+        if skip_contact and spec.name in PERSON_CONTACT_FIELDS:
+            continue
+        if no_route and spec.name in ("contact_preference", "safe_to_leave_message"):
+            continue
+        slots.append(spec.name)
+        # A professional always gives a risk narrative; others after a yes.
+        if spec.name == "current_risk" and (
+            who == "professional" or answers.get("current_risk") in ("yes", "unclear")
+        ):
+            slots.append("current_risk_details")
     slots.append(OPTIONAL_QUESTIONS)
     if answers.get(OPTIONAL_QUESTIONS) is True:
         slots.extend(spec.name for spec in ds.section("extra"))
@@ -69,9 +94,14 @@ def asked_fields(answers: Mapping[str, object]) -> list[FieldSpec]:
     return [spec for spec in ds.fields if spec.name in wanted]
 
 
-def contact_route_missing(answers: Mapping[str, object]) -> bool:
-    """True when both phone and email have been answered without a value."""
-    phone, email = answers.get("phone"), answers.get("email")
+def is_supported(answers: Mapping[str, object]) -> bool:
+    """Someone else or a professional is making the referral."""
+    return answers.get(REFERRER_TYPE) not in (None, SELF)
+
+
+def contact_route_missing(answers: Mapping[str, object], prefix: str = "") -> bool:
+    """True when both phone and email (or referrer_phone and referrer_email) were answered without a value."""
+    phone, email = answers.get(f"{prefix}phone"), answers.get(f"{prefix}email")
     return phone in NON_ANSWERS and email in NON_ANSWERS
 
 
@@ -113,18 +143,21 @@ class ReviewChoice:
 
 
 _CHANGE = re.compile(r"\b(change|edit|fix|correct|update|wrong|mistake|go back)\b", re.I)
-_SEND = re.compile(r"^\s*(send( it| my referral| referral)?|submit( it)?|yes|yes send it|"
-                   r"looks (good|right)|that'?s (right|correct)|all (good|correct)|correct|"
-                   r"yes please|confirm|ok(ay)?|done)\W*$", re.I)
+_SEND = re.compile(
+    r"^\s*(send( it| my referral| referral)?|submit( it)?|yes|yes send it|"
+    r"looks (good|right)|that'?s (right|correct)|all (good|correct)|correct|"
+    r"yes please|confirm|ok(ay)?|done)\W*$",
+    re.I,
+)
 
 
 def parse_review(text: str, answers: Mapping[str, object]) -> ReviewChoice | None:
     """What a person wants at the review step."""
     if _SEND.match(text) or text.strip().lower() == "send my referral":
         return ReviewChoice("send")
-    spec = dataset.load().match_label(text)
-    asked = {s.name for s in asked_fields(answers)}
-    if spec is not None and spec.name in asked:
+    asked = asked_fields(answers)
+    spec = dataset.load().match_label(text, among=asked)
+    if spec is not None:
         return ReviewChoice("change", spec.name)
     if _CHANGE.search(text):
         return ReviewChoice("which")
@@ -134,14 +167,18 @@ def parse_review(text: str, answers: Mapping[str, object]) -> ReviewChoice | Non
 _SELF = re.compile(r"\b(me|myself|my self|for me|mine|i am|i'm|im)\b", re.I)
 _PROFESSIONAL = re.compile(
     r"\b(professional|doctor|gp|nurse|counsel+or|social worker|clinician|therapist|"
-    r"teacher|support worker|case ?worker|patient|client)\b", re.I)
+    r"teacher|support worker|case ?worker|patient|client)\b",
+    re.I,
+)
 _OTHER = re.compile(
     r"\b(someone|somebody|other|else|my (son|daughter|child|kid|partner|wife|husband|"
-    r"mum|mom|dad|father|mother|friend|brother|sister|parent|boyfriend|girlfriend))\b", re.I)
+    r"mum|mom|dad|father|mother|friend|brother|sister|parent|boyfriend|girlfriend))\b",
+    re.I,
+)
 
 
 def parse_referrer_type(text: str) -> str | None:
-    """"self", "someone_else" or "professional" from a choice or a few words."""
+    """ "self", "someone_else" or "professional" from a choice or a few words."""
     from bot.validators import match_choice
 
     choice = match_choice(text, tuple(REFERRER_TYPES))
@@ -156,11 +193,14 @@ def parse_referrer_type(text: str) -> str | None:
     return None
 
 
-def record(answers: Mapping[str, object]) -> dict:
-    """The dataset part of the referral record, with the non-answers listed.
+def record(answers: Mapping[str, object], minimum: Sequence[str] = ()) -> dict:
+    """The referral record: person fields, the referrer apart, non-answers listed.
 
-    ``dataset_complete`` is true when every required field has a value (a
-    declinable field may be declined) and there is a contact route.
+    ``dataset_complete`` is true when every required field on this path has a
+    value (a declinable one may be declined) and there is a contact route.
+    ``minimum`` is the route's minimum information (service configuration):
+    anything in it without a value is listed in ``missing_fields`` and the
+    referral ``needs_clarification``; nothing is ever rejected for it.
     """
     ds = dataset.load()
     values: dict[str, object] = {}
@@ -171,19 +211,27 @@ def record(answers: Mapping[str, object]) -> dict:
             lists[NON_ANSWERS[value]].append(spec.name)
             value = None
         values[spec.name] = value
-    complete = not contact_route_missing(answers) and all(
+    asked = asked_fields(answers)
+    contact_ok = (
+        not contact_route_missing(answers)
+        if not is_supported(answers)
+        else not contact_route_missing(answers, "referrer_")
+    )
+    complete = contact_ok and all(
         values.get(spec.name) is not None
-        or (
-            spec.requirement == dataset.DECLINABLE
-            and spec.name in lists["declined"] + lists["unknown"]
-        )
-        for spec in ds.fields
+        or (spec.requirement == dataset.DECLINABLE and spec.name in lists["declined"] + lists["unknown"])
+        for spec in asked
         if spec.requirement in (dataset.REQUIRED, dataset.DECLINABLE)
     )
+    missing = [name for name in minimum if values.get(name) is None]
+    referrer = {spec.name: values.pop(spec.name) for spec in ds.referrer_fields}
     return {
         **values,
+        "referrer": referrer if is_supported(answers) else None,
         "declined_fields": lists["declined"],
         "skipped_fields": lists["skipped"],
         "unknown_fields": lists["unknown"],
         "dataset_complete": complete,
+        "needs_clarification": bool(missing),
+        "missing_fields": missing,
     }

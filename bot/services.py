@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import IntegrityError
 
 from bot import dataset, referral
-from bot.store.models import DATASET_COLUMNS, SYSTEM_FIELDS, CrisisEvent, Referral, utcnow
+from bot.store.models import (
+    DATASET_COLUMNS,
+    REFERRER_COLUMNS,
+    SYSTEM_FIELDS,
+    CrisisEvent,
+    Referral,
+    Referrer,
+    utcnow,
+)
 from bot.store.unit_of_work import UnitOfWork
 
 _REFERENCE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"  # no 0/O, 1/I/L, U
@@ -34,6 +42,7 @@ class Submission:
     channel: str = "web_chat"
     consent_given_at: dt.datetime | None = None
     crisis_flag: bool = False
+    minimum: tuple[str, ...] = ()  # the route's minimum information
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,8 @@ def submit_referral(uow: UnitOfWork, submission: Submission) -> SubmitResult:
         existing = uow.referrals.by_conversation(submission.conversation_id)
         if existing is not None:
             return SubmitResult(existing.reference, False, existing.dataset_complete)
-        values = referral.record(submission.answers)
+        values = referral.record(submission.answers, submission.minimum)
+        referrer = values.pop("referrer")
         if values.get("date_of_birth"):
             values["date_of_birth"] = dt.date.fromisoformat(str(values["date_of_birth"]))
         row = Referral(
@@ -67,6 +77,8 @@ def submit_referral(uow: UnitOfWork, submission: Submission) -> SubmitResult:
             dataset_version=dataset.load().version,
             **values,
         )
+        if referrer is not None:
+            row.referrer = Referrer(**referrer)
         crisis = submission.crisis_flag or bool(uow.referrals.crisis_events(submission.conversation_id))
         if crisis:
             _flag_for_today(row)
@@ -74,11 +86,11 @@ def submit_referral(uow: UnitOfWork, submission: Submission) -> SubmitResult:
         try:
             uow.session.flush()
             uow.referrals.add_event(row, "created", channel=submission.channel)
-            uow.referrals.add_event(
-                row, "submitted", dataset_complete=row.dataset_complete
-            )
+            uow.referrals.add_event(row, "submitted", dataset_complete=row.dataset_complete)
             if crisis:
                 uow.referrals.add_event(row, "flagged_same_day", reason="crisis in the conversation")
+            if row.needs_clarification:
+                uow.referrals.add_event(row, "needs_clarification", missing=list(row.missing_fields))
             uow.commit()
         except IntegrityError:
             uow.rollback()
@@ -97,16 +109,29 @@ def _flag_for_today(row: Referral) -> None:
     row.urgency_band = SAME_DAY
 
 
-def record_crisis_event(uow: UnitOfWork, conversation_id: str, level: str, subject: str,
-                        categories: list[str], resources: list[dict], detector_version: str = "") -> bool:
+def record_crisis_event(
+    uow: UnitOfWork,
+    conversation_id: str,
+    level: str,
+    subject: str,
+    categories: list[str],
+    resources: list[dict],
+    detector_version: str = "",
+) -> bool:
     """Record that crisis signposting was shown; flag a referral already sent from
     this conversation for same-day review. Returns whether a referral was flagged.
     """
     with uow:
-        uow.referrals.add_crisis_event(CrisisEvent(
-            conversation_id=conversation_id, level=level, subject=subject, categories=list(categories),
-            resources=[r.get("name") for r in resources], detector_version=detector_version,
-        ))
+        uow.referrals.add_crisis_event(
+            CrisisEvent(
+                conversation_id=conversation_id,
+                level=level,
+                subject=subject,
+                categories=list(categories),
+                resources=[r.get("name") for r in resources],
+                detector_version=detector_version,
+            )
+        )
         existing = uow.referrals.by_conversation(conversation_id)
         flagged = False
         if existing is not None and not existing.crisis_flag:
@@ -120,8 +145,13 @@ def record_crisis_event(uow: UnitOfWork, conversation_id: str, level: str, subje
 def crisis_events(uow: UnitOfWork, conversation_id: str) -> list[dict]:
     with uow:
         return [
-            {"at": e.at.isoformat(), "level": e.level, "subject": e.subject, "categories": e.categories,
-             "resources": e.resources}
+            {
+                "at": e.at.isoformat(),
+                "level": e.level,
+                "subject": e.subject,
+                "categories": e.categories,
+                "resources": e.resources,
+            }
             for e in uow.referrals.crisis_events(conversation_id)
         ]
 
@@ -135,6 +165,11 @@ def as_record(row: Referral) -> dict:
     out["status"] = row.status
     out["crisis_flag"] = row.crisis_flag
     out["urgency_band"] = row.urgency_band
+    out["needs_clarification"] = row.needs_clarification
+    out["missing_fields"] = list(row.missing_fields or [])
+    out["referrer"] = (
+        {name: getattr(row.referrer, name) for name in REFERRER_COLUMNS} if row.referrer is not None else None
+    )
     return out
 
 
@@ -151,7 +186,5 @@ def find_referral(uow: UnitOfWork, reference: str) -> dict | None:
         if row is None:
             return None
         record = as_record(row)
-        record["events"] = [
-            {"kind": e.kind, "at": e.at.isoformat(), "detail": e.detail} for e in row.events
-        ]
+        record["events"] = [{"kind": e.kind, "at": e.at.isoformat(), "detail": e.detail} for e in row.events]
         return record

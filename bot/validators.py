@@ -234,8 +234,12 @@ def match_choice(text: str, choices: tuple[str, ...]) -> str | None:
 
 # ---------------------------------------------------------------- fields
 
-def check(spec: FieldSpec, text: str | None, rules: Rules) -> Outcome:
-    """Validate one answer to ``spec``'s question."""
+def check(spec: FieldSpec, text: str | None, rules: Rules, allow_unknown: bool = False) -> Outcome:
+    """Validate one answer to ``spec``'s question.
+
+    ``allow_unknown``: on a supported referral a required field may be
+    answered "I don't know"; the referrer cannot know everything.
+    """
     if text is None or not text.strip():
         return problem("empty")
     if len(text) > MAX_MESSAGE_CHARS:
@@ -243,11 +247,17 @@ def check(spec: FieldSpec, text: str | None, rules: Rules) -> Outcome:
     text = text.strip()
 
     status = non_answer(text)
+    if status is not None and spec.name == "current_risk" and not allow_unknown:
+        # A person unsure about, or not wanting to say, whether they have
+        # thoughts of suicide now is treated as a yes, for safety.
+        return Outcome("unclear")
     if status is not None:
         if spec.requirement in (OPTIONAL, CONTACT):
             return Outcome(status)
         if spec.requirement == DECLINABLE:
             return Outcome(DECLINED if status != UNKNOWN else UNKNOWN)
+        if allow_unknown and status == UNKNOWN:
+            return Outcome(UNKNOWN)
         return problem("cannot_skip")
     if not has_words(text):
         return problem("no_words")
@@ -314,6 +324,9 @@ def _check_choice(spec: FieldSpec, text: str, rules: Rules) -> Outcome:
 
 def _check_current_risk(spec: FieldSpec, text: str, rules: Rules) -> Outcome:
     """A clear "no" is no; anything else is treated as a yes, for safety."""
+    if _norm(text) in {"no", "none", "not that i know", "not as far as i know", "no they are not",
+                       "no they aren't", "no he isn't", "no she isn't"}:
+        return Outcome("no")
     answer = parse_yes_no(text)
     if answer is False:
         return Outcome("no")
@@ -330,6 +343,7 @@ def _check_medications(spec: FieldSpec, text: str, rules: Rules) -> Outcome:
 _CHECKERS = {
     "full_name": _check_name,
     "preferred_name": _check_name,
+    "referrer_name": _check_name,
     "current_risk": _check_current_risk,
     "current_medications": _check_medications,
     "date": _check_date,

@@ -24,7 +24,7 @@ OWN_CASES = Path(__file__).parent / "data" / "crisis_cases.jsonl"
 
 def load(path: Path) -> list[dict]:
     if not path.exists():
-        pytest.fail(f"{path} is missing: the crisis dev set must sit at ../shared/eval (or set CRISIS_DEV_SET)")
+        pytest.fail(f"{path} is missing: dev set belongs at ../shared/eval (or set CRISIS_DEV_SET)")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 

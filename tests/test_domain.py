@@ -55,14 +55,30 @@ def test_every_question_has_a_scoped_slot_and_a_protocol_payload(domain, spec):
     assert mapping["type"] == "from_text"
     assert mapping["conditions"] == [{"active_loop": FORM, "requested_slot": spec.name}]
     assert spec.name in domain["forms"][FORM]["required_slots"]
-    [variant] = domain["responses"][f"utter_ask_{FORM}_{spec.name}"]
-    assert variant["text"].strip()
-    payload = variant["custom"]
-    assert payload["field"] == spec.name
-    assert payload["input"] == spec.input
-    assert payload["optional"] == spec.optional
-    if spec.input == "choice" and spec.choices:
-        assert payload["choices"] == list(spec.choices)
+    for variant in domain["responses"][f"utter_ask_{FORM}_{spec.name}"]:
+        assert variant["text"].strip()
+        payload = variant["custom"]
+        assert payload["field"] == spec.name
+        assert payload["input"] == spec.input
+        assert payload["optional"] == spec.optional
+        if spec.input == "choice" and spec.choices:
+            assert payload["choices"] == list(spec.choices)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [f for f in dataset.load().fields if f.section not in ("referrer", "supported")],
+    ids=lambda s: s.name,
+)
+def test_every_question_about_the_person_has_a_third_person_wording(domain, spec):
+    variants = domain["responses"][f"utter_ask_{FORM}_{spec.name}"]
+    other = [
+        v
+        for v in variants
+        if v.get("condition") == [{"type": "slot", "name": "referral_about", "value": "other"}]
+    ]
+    assert len(other) == 1 and len(variants) == 2
+    assert re.search(r"\b(they|their|them)\b", other[0]["text"], re.I), other[0]["text"]
 
 
 def test_form_asks_in_data_dictionary_order(domain):
@@ -87,8 +103,11 @@ def test_catalogue_is_current():
 
 
 def test_every_catalogued_response_is_uttered_by_the_form_or_by_code(domain):
-    form_asks = {f"utter_ask_{form}_{slot}" for form, spec in domain["forms"].items()
-                 for slot in spec["required_slots"]}
+    form_asks = {
+        f"utter_ask_{form}_{slot}"
+        for form, spec in domain["forms"].items()
+        for slot in spec["required_slots"]
+    }
     by_code = set(re.findall(r"\"(utter_[a-z0-9_]+)\"", code_text()))
     by_code |= {f"utter_invalid_{k}" for k in problem_keys()}
     by_code |= {
@@ -130,8 +149,11 @@ CRISIS_RESPONSES = ("utter_crisis_imminent", "utter_crisis_self", "utter_crisis_
 def test_crisis_responses_are_fixed_text_with_resources_in_every_profile_and_language(domain, name):
     variants = domain["responses"][name]
     by_condition = {tuple((c["name"], c["value"]) for c in v.get("condition", [])): v for v in variants}
-    us, es, uk = by_condition[()], by_condition[(("language", "es"), ("service_profile", "us"))], \
-        by_condition[(("service_profile", "uk"),)]
+    us, es, uk = (
+        by_condition[()],
+        by_condition[(("language", "es"), ("service_profile", "us"))],
+        by_condition[(("service_profile", "uk"),)],
+    )
     assert "911" in us["text"] and "988" in us["text"]
     assert "911" in es["text"] and "988" in es["text"]
     assert "999" in uk["text"]

@@ -123,12 +123,58 @@ def test_consent_no_ends_kindly_and_stores_nothing(stack):
     assert len(exported(stack)) == before
 
 
-def test_someone_else_is_offered_an_honest_route(stack):
+def supported_referral(stack, persona: str) -> tuple[dict, list[str]]:
+    """Play a supported referral to the end; return the exported record and everything said."""
     client = ChatClient(stack.web_url)
-    client.start()
-    client.say("yes")
-    reply = client.say("Someone else")
-    assert "call our team" in reply.texts[0] and "988" in reply.texts[0]
+    said: list[str] = []
+    reply = client.start()
+    for _ in range(80):
+        said += reply.texts
+        if reply.question["field"] == "review":
+            break
+        reply = client.say(PERSONAS[persona]["answers"][reply.question["field"]])
+    else:
+        raise AssertionError(f"review never reached; last question: {reply.question}")
+    reply = client.say("send")
+    said += reply.texts
+    assert reply.submitted, reply.texts
+    [record] = [r for r in exported(stack) if r["reference"] == reply.submitted["reference"]]
+    return record, said
+
+
+def test_a_parent_referring_a_teenager(stack):
+    record, said = supported_referral(stack, "parent_teen")
+    assert any("They are under 18" in t and "young people" in t for t in said)
+    assert any("What is their full name?" in t for t in said)  # third person
+    assert any("support for yourself" in t for t in said)  # carers are signposted too
+    assert record["referrer_type"] == "someone_else"
+    assert record["referrer"]["referrer_name"] == "Maria Lopez"
+    assert record["referrer"]["referrer_relationship"] == "Parent"
+    assert record["referrer"]["referrer_phone"] == "+14155552680"
+    assert record["full_name"] == "Daniel Lopez" and record["date_of_birth"] == "2010-05-02"
+    assert record["person_consent_status"] == "They know and agree"
+    assert {"phone", "email", "current_risk"} <= set(record["unknown_fields"])
+
+
+def test_a_partner_referring_an_adult_who_does_not_know_yet(stack):
+    record, said = supported_referral(stack, "partner_unaware")
+    assert any("contact them first" in t for t in said)
+    assert not any("phone number can we use to reach them" in t for t in said)  # not safe to contact
+    assert record["person_consent_status"] == "They don't know yet"
+    assert record["person_contact_safe"] is False
+    assert record["referrer"]["referrer_email"] == "chris.taylor@example.com"
+    assert record["referrer"]["referrer_relationship"] == "Partner"
+
+
+def test_a_gp_referral_missing_risk_information_needs_clarification(stack):
+    record, _ = supported_referral(stack, "gp_missing_risk")
+    assert record["referrer_type"] == "professional"
+    assert record["referrer"]["referrer_role"] == "GP or primary care"
+    assert record["referrer"]["referrer_organisation"] == "Oak Street Clinic"
+    assert record["needs_clarification"] is True
+    assert record["missing_fields"] == ["current_risk", "current_risk_details"]
+    assert record["dataset_complete"] is False
+    assert record["status"] == "submitted"  # stored, never rejected
 
 
 def test_any_first_message_starts_the_referral(stack):

@@ -36,9 +36,58 @@ def test_consent_comes_first_and_no_ends_the_form():
     assert referral.required_slots({"consent": True}) == ["consent", "referrer_type"]
 
 
-def test_other_referrers_end_after_the_choice_for_now():
-    slots = referral.required_slots({"consent": True, "referrer_type": "someone_else"})
-    assert slots == ["consent", "referrer_type"]
+def supported(who="someone_else", **overrides):
+    values = answered(
+        referrer_type=who,
+        referrer_name="Pat",
+        referrer_relationship="Parent",
+        referrer_role="GP or primary care",
+        referrer_organisation="Oak Clinic",
+        referrer_phone="+14155550199",
+        referrer_email=SKIPPED,
+        referrer_contact_ok=True,
+        person_consent_status="They don't know yet",
+        person_contact_safe=True,
+    )
+    values.update(overrides)
+    return values
+
+
+def test_someone_else_gives_their_details_then_consent_status_then_the_dataset():
+    slots = referral.required_slots(supported())
+    assert slots[2:9] == [
+        "referrer_name",
+        "referrer_relationship",
+        "referrer_phone",
+        "referrer_email",
+        "referrer_contact_ok",
+        "person_consent_status",
+        "person_contact_safe",
+    ]
+    assert "referrer_role" not in slots and slots[9] == "full_name"
+
+
+def test_a_professional_gives_role_and_organisation_and_always_a_risk_narrative():
+    slots = referral.required_slots(supported("professional"))
+    assert slots[2:5] == ["referrer_name", "referrer_role", "referrer_organisation"]
+    assert "current_risk_details" in slots  # even after "no"
+
+
+def test_person_contact_questions_are_skipped_when_contacting_them_is_not_safe():
+    slots = referral.required_slots(supported(person_contact_safe=False))
+    assert not set(referral.PERSON_CONTACT_FIELDS) & set(slots)
+
+
+def test_supported_record_keeps_the_referrer_apart_and_lists_what_is_missing():
+    minimum = ("full_name", "current_risk", "current_risk_details", "reason_for_referral_now")
+    record = referral.record(
+        supported("professional", current_risk=UNKNOWN, current_risk_details=UNKNOWN), minimum
+    )
+    assert record["referrer"]["referrer_name"] == "Pat" and "referrer_name" not in record
+    assert record["needs_clarification"] is True
+    assert record["missing_fields"] == ["current_risk", "current_risk_details"]
+    assert record["dataset_complete"] is False
+    assert referral.record(answered(), minimum[:1])["referrer"] is None
 
 
 def test_self_path_asks_core_fields_then_optional_gate_then_review():
@@ -120,4 +169,15 @@ def test_referrer_type_from_choice_or_words():
 def test_every_field_label_finds_its_own_field():
     ds = dataset.load()
     for spec in ds.fields:
-        assert ds.match_label(f"change my {spec.label}") == spec, spec.name
+        assert ds.match_label(f"change the {spec.label}") == spec, spec.name
+
+
+def test_change_my_phone_number_means_the_referrers_own_on_a_supported_referral():
+    assert referral.parse_review("change my phone number", supported()).field == "referrer_phone"
+    assert referral.parse_review("change their phone number", supported()).field == "phone"
+    assert referral.parse_review("change my phone number", answered()).field == "phone"
+
+
+def test_no_contact_route_for_the_person_skips_how_to_contact_them():
+    slots = referral.required_slots(supported(phone=UNKNOWN, email=UNKNOWN))
+    assert "contact_preference" not in slots and "safe_to_leave_message" not in slots

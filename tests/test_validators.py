@@ -151,6 +151,12 @@ def test_required_fields_cannot_be_skipped(field):
     assert check(spec(field), "skip", US).problem == "cannot_skip"
 
 
+@pytest.mark.parametrize("text", ["I don't know", "I'd rather not say", "skip", "not sure"])
+def test_current_risk_unsure_or_declined_is_unclear_for_the_person_and_unknown_for_a_referrer(text):
+    assert check(spec("current_risk"), text, US).value == "unclear"
+    assert check(spec("current_risk"), "I don't know", US, allow_unknown=True).value == UNKNOWN
+
+
 def test_current_risk_treats_anything_but_a_clear_no_as_yes():
     assert check(spec("current_risk"), "no", US).value == "no"
     assert check(spec("current_risk"), "yes", US).value == "yes"

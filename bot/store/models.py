@@ -34,11 +34,8 @@ def utcnow() -> dt.datetime:
 _COLUMN_TYPES = {"text": Text, "date": Date, "bool": Boolean}
 
 
-def _dataset_columns() -> dict[str, Column]:
-    return {
-        spec.name: Column(spec.name, _COLUMN_TYPES[spec.type], nullable=True)
-        for spec in dataset.load().fields
-    }
+def _columns(specs) -> dict[str, Column]:
+    return {spec.name: Column(spec.name, _COLUMN_TYPES[spec.type], nullable=True) for spec in specs}
 
 
 class _ReferralBase(Base):
@@ -70,7 +67,20 @@ class _ReferralBase(Base):
     updated_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow)
 
 
-Referral = type("Referral", (_ReferralBase,), {"__tablename__": "referrals", **_dataset_columns()})
+Referral = type(
+    "Referral", (_ReferralBase,), {"__tablename__": "referrals", **_columns(dataset.load().person_fields)}
+)
+
+
+# Who made a supported referral: kept apart from the person referred.
+Referrer = type("Referrer", (Base,), {
+    "__tablename__": "referrers",
+    "id": Column(Integer, primary_key=True),
+    "referral_id": Column(
+        Integer, ForeignKey("referrals.id", ondelete="CASCADE"), nullable=False, unique=True
+    ),
+    **_columns(dataset.load().referrer_fields),
+})
 
 
 class ReferralEvent(Base):
@@ -105,8 +115,10 @@ class CrisisEvent(Base):
 Referral.events = relationship(
     ReferralEvent, order_by=ReferralEvent.id, cascade="all, delete-orphan", lazy="raise"
 )
+Referral.referrer = relationship(Referrer, uselist=False, cascade="all, delete-orphan", lazy="selectin")
 
-DATASET_COLUMNS = tuple(spec.name for spec in dataset.load().fields)
+DATASET_COLUMNS = tuple(spec.name for spec in dataset.load().person_fields)
+REFERRER_COLUMNS = tuple(spec.name for spec in dataset.load().referrer_fields)
 SYSTEM_FIELDS = (
     "reference", "referrer_type", "submitted_at", "consent_given_at", "dataset_complete",
     "declined_fields", "skipped_fields", "unknown_fields", "channel",
