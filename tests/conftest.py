@@ -78,14 +78,16 @@ def _postgres_url() -> str | None:
 
 
 def _reset_postgres(url: str) -> None:
+    """Drop every table the models define, and Alembic's version table."""
     from sqlalchemy import text
 
     from bot.store.db import engine_for
+    from bot.store.models import Base
 
-    with engine_for(url).begin() as connection:
-        connection.execute(
-            text("DROP TABLE IF EXISTS crisis_events, referral_events, referrals, alembic_version CASCADE")
-        )
+    engine = engine_for(url)
+    Base.metadata.drop_all(engine)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -96,3 +96,24 @@ def test_markers_never_reach_the_store(database_url):
     )
     record = services.find_referral(UnitOfWork(database_url), result.reference)
     assert "__" not in repr({k: v for k, v in record.items() if k != "events"})
+
+
+def test_a_supported_referral_keeps_the_referrer_apart(database_url):
+    from test_referral import supported
+
+    from bot.dataset import UNKNOWN
+
+    submission = services.Submission(
+        conversation_id="supported-1", referrer_type="professional",
+        answers=supported("professional", current_risk=UNKNOWN, current_risk_details=UNKNOWN),
+        minimum=("full_name", "current_risk", "current_risk_details"),
+    )
+    result = services.submit_referral(UnitOfWork(database_url), submission)
+    record = services.find_referral(UnitOfWork(database_url), result.reference)
+    assert record["referrer"]["referrer_name"] == "Pat"
+    assert record["referrer"]["referrer_organisation"] == "Oak Clinic"
+    assert "referrer_name" not in {k for k in record if k != "referrer"}
+    assert record["person_consent_status"] == "They don't know yet"
+    assert record["needs_clarification"] is True
+    assert record["missing_fields"] == ["current_risk", "current_risk_details"]
+    assert "needs_clarification" in [e["kind"] for e in record["events"]]
