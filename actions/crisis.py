@@ -45,7 +45,11 @@ def recent_user_texts(tracker: Tracker, turns: int = HISTORY_TURNS) -> list[str]
 
 
 def latest_assessment(tracker: Tracker) -> Assessment:
-    """The NLU component's result for the latest message, or a fresh one with history."""
+    """The latest message assessed again with its recent history.
+
+    The NLU component saw the message alone; with history the co-occurrence
+    rule can raise the level (and the per-text cache makes this cheap).
+    """
     text = tracker.latest_message.get("text") or ""
     return assess(text, recent_user_texts(tracker))
 
@@ -222,8 +226,7 @@ class ValidateSafetyForm(FormValidationAction):
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
         text = str(value)
-        if is_retraction(text):
-            dispatcher.utter_message(response="utter_crisis_check_in")
+        if check_in_if_retracted(dispatcher, text):
             return {"safe_now": "retracted"}
         postal = validators.normalise_postal_code(text, _settings()[1].postal_format)
         if postal is not None:
@@ -245,14 +248,21 @@ class ValidateSafetyForm(FormValidationAction):
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
         text = str(value)
-        if is_retraction(text):
-            dispatcher.utter_message(response="utter_crisis_check_in")
+        if check_in_if_retracted(dispatcher, text):
             return {"continue_referral": "no"}
         answer = validators.parse_yes_no(text)
         if answer is None:
             dispatcher.utter_message(response="utter_invalid_yes_no")
             return {"continue_referral": None}
         return {"continue_referral": "yes" if answer else "no"}
+
+
+def check_in_if_retracted(dispatcher: CollectingDispatcher, text: str) -> bool:
+    """"jk", "forget it", "I'm fine": a gentle check-in and the resources again; the flag stays."""
+    if is_retraction(text):
+        dispatcher.utter_message(response="utter_crisis_check_in")
+        return True
+    return False
 
 
 def _after_safety(slots: dict[str, Any]) -> str:

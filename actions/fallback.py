@@ -7,8 +7,8 @@ from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.crisis import recent_user_texts, respond_to_second_line
-from bot.crisis import assess, is_retraction
+from actions.crisis import check_in_if_retracted, recent_user_texts, respond_to_second_line
+from bot.crisis import assess
 from bot.referral import OUTCOME_RESPONSES, RESUME_RESPONSE
 
 
@@ -34,8 +34,7 @@ class ActionHandleUnexpected(Action):
             return [SlotSet(k, v) for k, v in {**slots, "crisis_pending": False}.items()] + [
                 FollowupAction("safety_form")
             ]
-        if tracker.get_slot("crisis_flag") and is_retraction(text):
-            dispatcher.utter_message(response="utter_crisis_check_in")
+        if tracker.get_slot("crisis_flag") and check_in_if_retracted(dispatcher, text):
             return []
         outcome = tracker.get_slot("referral_outcome")
         if outcome in OUTCOME_RESPONSES:

@@ -19,11 +19,11 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
 from rasa_sdk.types import DomainDict
 
-from actions.crisis import recent_user_texts, respond_to_second_line
+from actions.crisis import check_in_if_retracted, recent_user_texts, respond_to_second_line
 from actions.settings import rules as _rules
 from actions.settings import settings as _settings
 from bot import dataset, referral, services, validators
-from bot.crisis import assess, is_retraction
+from bot.crisis import assess
 from bot.dataset import NON_ANSWERS, SKIPPED
 from bot.store.db import StoreUnavailable
 from bot.store.unit_of_work import UnitOfWork
@@ -97,8 +97,7 @@ class ValidateReferralForm(FormValidationAction):
         result = assess(text, recent_user_texts(tracker))
         if result.at_least_crisis:
             return {slot: None, **await respond_to_second_line(dispatcher, tracker, result)}
-        if tracker.get_slot("crisis_flag") and is_retraction(text):
-            dispatcher.utter_message(response="utter_crisis_check_in")
+        if tracker.get_slot("crisis_flag") and check_in_if_retracted(dispatcher, text):
             return {slot: None}
         special = getattr(self, f"validate_{slot}", None)
         if special is not None:

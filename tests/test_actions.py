@@ -20,6 +20,16 @@ def settings_env(monkeypatch, tmp_path):
     action_settings.settings.cache_clear()
 
 
+# Answers given before the date of birth is asked.
+BEFORE_DATE_OF_BIRTH = {
+    "consent": True,
+    "referrer_type": "self",
+    "full_name": "Jane",
+    "preferred_name": SKIPPED,
+    "pronouns": SKIPPED,
+}
+
+
 async def validate(dispatcher, tracker, domain):
     events = await ValidateReferralForm().run(dispatcher, tracker, domain)
     return {e["name"]: e["value"] for e in events if e.get("event") == "slot"}
@@ -31,13 +41,7 @@ def responses(dispatcher):
 
 async def test_an_answer_is_normalised_and_the_next_question_requested(dispatcher, make_tracker, domain):
     tracker = make_tracker(
-        slots={
-            "consent": True,
-            "referrer_type": "self",
-            "full_name": "Jane",
-            "preferred_name": SKIPPED,
-            "pronouns": SKIPPED,
-        },
+        slots=BEFORE_DATE_OF_BIRTH,
         text="14/03/1990",
         set_this_turn={"date_of_birth": "14/03/1990"},
     )
@@ -49,13 +53,7 @@ async def test_an_answer_is_normalised_and_the_next_question_requested(dispatche
 
 async def test_an_invalid_answer_gets_its_own_reask_and_is_cleared(dispatcher, make_tracker, domain):
     tracker = make_tracker(
-        slots={
-            "consent": True,
-            "referrer_type": "self",
-            "full_name": "Jane",
-            "preferred_name": SKIPPED,
-            "pronouns": SKIPPED,
-        },
+        slots=BEFORE_DATE_OF_BIRTH,
         text="31/02/1990",
         set_this_turn={"date_of_birth": "31/02/1990"},
     )
