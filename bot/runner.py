@@ -63,7 +63,7 @@ def children(settings: Settings, model: Path) -> list[Child]:
         ),
         Child(
             "actions",
-            [python, "-m", "rasa_sdk", "--actions", "actions",
+            [python, "-m", "actions", "--actions", "actions",
              "--port", str(settings.action_port)],
             f"http://127.0.0.1:{settings.action_port}/health",
         ),

@@ -156,3 +156,14 @@ def test_pattern_files_compile_and_every_phrase_can_match_its_own_words():
                         words.append(str(sets[alt[1:-1]][pick]) if re.fullmatch(r"<\w+>", alt) else alt)
                     doc = patterns.nlp(" ".join(words))
                     assert patterns.matcher(doc), f"{language}: {phrase!r} does not match {' '.join(words)!r}"
+
+
+def test_warm_up_builds_every_part():
+    from bot.crisis import classifier, warm_up
+    from bot.crisis.patterns import compiled
+
+    classifier.model.cache_clear()
+    compiled.cache_clear()
+    warm_up()
+    assert classifier.model.cache_info().currsize == 1
+    assert compiled.cache_info().currsize == 2

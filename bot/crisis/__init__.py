@@ -32,7 +32,13 @@ def assess(text: str, history: Sequence[str] = ()) -> Assessment:
 
 def warm_up() -> None:
     """Build the pipelines and the classifier now rather than on the first message."""
-    assess("warm up")
+    from bot.crisis import classifier
+    from bot.crisis.patterns import LANGUAGES, compiled
+
+    for language in LANGUAGES:
+        compiled(language)
+    classifier.model()
+    assess("warming up the crisis detector")
 
 
 __all__ = ["LEVELS", "RANK", "Assessment", "Evidence", "assess", "raise_level", "warm_up"]
