@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export RASA_TELEMETRY_ENABLED := false
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 
-.PHONY: help setup run test lint unit crisis-score validate train stories e2e bench clean
+.PHONY: help setup run test lint unit scores validate train stories browser-deps e2e bench clean
 
 help:
 	@echo "make run    set up, train if needed, start everything, print the chat address"
@@ -43,8 +43,9 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -m "not e2e and not scoring" -q
 
-# The crisis detector on ../shared/eval/crisis_dev.jsonl and our own cases, with a table per category.
-crisis-score: $(STAMP)
+# Printed scores: the crisis detector on ../shared/eval/crisis_dev.jsonl and our own cases
+# (a table per category), and the reading age of every response (the hardest ones).
+scores: $(STAMP)
 	$(PY) -m pytest -m scoring -q -s
 
 validate: $(STAMP)
@@ -63,11 +64,16 @@ stories: train
 	  { echo "Conversation tests failed:"; cat var/results/failed_test_stories.yml; exit 1; }
 	@echo "Conversation tests: all stories passed."
 
-e2e: train
+# axe-core for the browser tests, from the lock file (tests/browser/package-lock.json).
+browser-deps:
+	@if command -v npm >/dev/null; then cd tests/browser && npm ci --no-audit --no-fund --silent; \
+	else echo "npm not found: browser tests will be skipped (REQUIRE_BROWSER makes that a failure)"; fi
+
+e2e: train browser-deps
 	$(PY) -m pytest -m e2e -q
 
 # Gates from cheap to expensive.
-test: lint unit crisis-score validate train stories e2e
+test: lint unit scores validate train stories e2e
 
 bench: $(STAMP)
 	@for b in bench/*.py; do $(PY) $$b; done

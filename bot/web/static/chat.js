@@ -37,6 +37,7 @@
     const kept = answer.value;
     const el = document.createElement(spec.tag);
     el.id = "answer"; el.name = question.field || "answer"; el.maxLength = 2000;
+    el.dataset.field = question.field || "";
     if (spec.type) el.type = spec.type;
     if (spec.tag === "textarea") el.rows = 3;
     el.setAttribute("autocomplete", FIELD_AUTOCOMPLETE[question.field] || spec.autocomplete || "off");
@@ -59,16 +60,42 @@
     }
   }
 
+  // Crisis resources as real links: tel: to call, sms: to text, the chat page.
+  function resources(crisis) {
+    const list = document.createElement("ul");
+    list.className = "resources";
+    list.setAttribute("aria-label", "Ways to get help now");
+    (crisis.resources || []).forEach(function (r) {
+      [["call", "tel:", "Call "], ["text", "sms:", "Text "]].forEach(function (kind) {
+        const number = r[kind[0]];
+        if (!number) return;
+        const item = document.createElement("li");
+        const link = document.createElement("a");
+        link.className = "resource";
+        link.href = kind[1] + String(number).replace(/[^0-9+]/g, "");
+        link.textContent = kind[2] + r.name + " (" + number + ")";
+        item.appendChild(link);
+        list.appendChild(item);
+      });
+    });
+    if (list.children.length) transcript.appendChild(list);
+  }
+
   function show(messages) {
     let texts = [];
+    let crisisShown = false;
     messages.forEach(function (m) {
       if (m.text) { add(m.text, "bot"); texts.push(m.text); }
+      if (m.custom && m.custom.crisis && !crisisShown) { resources(m.custom.crisis); crisisShown = true; }
       if (m.custom && m.custom.field) { render(m.custom); lastQuestionText = texts.slice(-1); texts = []; }
     });
   }
 
+  const sendButton = document.getElementById("send");
+
   async function post(url, body) {
     status.textContent = "";
+    sendButton.disabled = true;
     try {
       const r = await fetch(url, { method: "POST", credentials: "same-origin",
         headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
@@ -82,6 +109,8 @@
     } catch (e) {
       add("Something went wrong on our side. Your answers are saved. If you need help now, call or text 988. In an emergency, call 911.", "bot");
       return false;
+    } finally {
+      sendButton.disabled = false;
     }
   }
 

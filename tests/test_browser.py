@@ -1,0 +1,163 @@
+"""Browser tests: the web chat in real headless Chromium (Debian's), driven by Playwright.
+
+Screenshots go to tests/artifacts/screenshots/ (see README). A missing browser
+skips these tests locally, and fails them when REQUIRE_BROWSER is set (CI).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+HERE = Path(__file__).parent
+AXE = HERE / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+SCREENSHOTS = HERE / "artifacts" / "screenshots"
+PERSONA = yaml.safe_load((HERE / "data" / "personas.yml").read_text())["self_referral"]["answers"]
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+
+
+def _missing(what: str):
+    if os.environ.get("REQUIRE_BROWSER"):
+        pytest.fail(f"REQUIRE_BROWSER is set but {what}")
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
+    if not executable:
+        _missing("Chromium is not installed (apt-get install chromium)")
+    if not AXE.exists():
+        _missing("axe-core is not installed (cd tests/browser && npm ci)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=executable,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser, stack):
+    # bypass_csp only lets the test inject axe-core; the CSP header itself is tested in test_gateway.
+    context = browser.new_context(viewport={"width": 1024, "height": 800}, bypass_csp=True)
+    page = context.new_page()
+    external: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(stack.web_url) else external.append(r.url))
+    page.goto(stack.web_url + "/")
+    wait_for_question(page)
+    yield page
+    assert not [u for u in external if not u.startswith("https://www.google.com")], external
+    context.close()
+
+
+def wait_for_question(page, field: str | None = None, timeout: float = 20_000) -> str:
+    selector = f'#answer[data-field="{field}"]' if field else "#answer[data-field]"
+    page.wait_for_selector(selector, timeout=timeout)
+    page.wait_for_function("() => !document.getElementById('send').disabled")
+    return page.get_attribute("#answer", "data-field")
+
+
+def answer_with_keyboard(page, text: str) -> None:
+    """Type into the focused answer box and send with the keyboard only."""
+    page.focus("#answer") if page.evaluate("document.activeElement.id") != "answer" else None
+    page.keyboard.type(text)
+    page.keyboard.press("Tab")  # to the Send button
+    assert page.evaluate("document.activeElement.id") == "send"
+    page.keyboard.press("Enter")
+
+
+def screenshot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def axe_violations(page) -> list[dict]:
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG_TAGS)
+    return [{"id": v["id"], "nodes": [n["target"] for n in v["nodes"]]} for v in result["violations"]]
+
+
+def test_start_page_is_accessible(page):
+    screenshot(page, "1-start")
+    assert axe_violations(page) == []
+    assert page.get_attribute("#transcript", "role") == "log"
+    assert page.get_attribute("#transcript", "aria-live") == "polite"
+
+
+def test_a_full_self_referral_with_the_keyboard_only(page, stack):
+    seen_choice = seen_mid_form = False
+    field = wait_for_question(page)
+    for _ in range(80):
+        if field == "review":
+            break
+        if field == "referrer_type" and not seen_choice:
+            screenshot(page, "2-question-with-a-choice")
+            assert page.locator("#choices button").count() == 3
+            seen_choice = True
+        if field == "presenting_problem" and not seen_mid_form:
+            assert axe_violations(page) == []
+            seen_mid_form = True
+        answer_with_keyboard(page, PERSONA[field])
+        page.wait_for_function(
+            f"() => document.getElementById('answer').dataset.field !== '{field}'"
+            f" || document.querySelectorAll('.msg.bot').length > 0",
+            timeout=20_000,
+        )
+        field = wait_for_question(page)
+    assert field == "review"
+    screenshot(page, "4-summary")
+    assert axe_violations(page) == []
+    assert "Phone number: +14155552671" in page.inner_text("#transcript")
+    answer_with_keyboard(page, "send")
+    page.wait_for_selector("text=Your referral has been sent")
+
+
+def test_a_crisis_message_is_accessible_with_call_and_text_buttons(page):
+    answer_with_keyboard(page, "I want to end my life")
+    page.wait_for_selector("a.resource[href='tel:988']")
+    assert page.locator("a.resource[href='sms:988']").count() >= 1
+    screenshot(page, "3-crisis-message")
+    assert axe_violations(page) == []
+
+
+def test_get_help_now_is_always_there(page):
+    page.click("#help-now")
+    assert page.is_visible("#help-panel a[href='tel:911']")
+    assert page.is_visible("#help-panel a[href='sms:988']")
+
+
+@pytest.mark.parametrize("how", ["button", "escape twice"])
+def test_quick_exit_clears_the_chat(page, how):
+    page.route("https://www.google.com/**", lambda route: route.fulfill(body="<title>Search</title>"))
+    answer_with_keyboard(page, "yes")
+    if how == "button":
+        page.click("#leave")
+    else:
+        page.keyboard.press("Escape")
+        page.keyboard.press("Escape")
+    page.wait_for_url("https://www.google.com/**")
+    assert "transcript" not in page.content()
+
+
+def test_no_horizontal_scroll_at_320_px(page):
+    page.set_viewport_size({"width": 320, "height": 640})
+    answer_with_keyboard(page, "yes")
+    wait_for_question(page, "referrer_type")
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
