@@ -64,6 +64,7 @@ def required_slots(answers: Mapping[str, object]) -> list[str]:
         )
         slots += ["referrer_phone", "referrer_email", "referrer_contact_ok"]
         slots += [spec.name for spec in ds.section("supported")]
+    slots += [spec.name for spec in ds.section("access")]
     skip_contact = who != SELF and answers.get("person_contact_safe") is False
     # With no phone or email for the person, the team goes through the referrer.
     no_route = who != SELF and contact_route_missing(answers)

@@ -6,7 +6,7 @@ from test_referral import answered
 from actions import settings as action_settings
 from actions.fallback import ActionHandleUnexpected
 from actions.forms import ValidateReferralForm
-from bot import services
+from bot import dataset, services
 from bot.dataset import SKIPPED
 from bot.store.unit_of_work import UnitOfWork
 
@@ -24,6 +24,7 @@ def settings_env(monkeypatch, tmp_path):
 BEFORE_DATE_OF_BIRTH = {
     "consent": True,
     "referrer_type": "self",
+    **{spec.name: SKIPPED for spec in dataset.load().section("access")},
     "full_name": "Jane",
     "preferred_name": SKIPPED,
     "pronouns": SKIPPED,

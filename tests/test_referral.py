@@ -1,5 +1,8 @@
 from bot import dataset, referral
 from bot.dataset import DECLINED, SKIPPED, UNKNOWN
+from bot.dataset import load as load_dataset
+
+ACCESS = {spec.name for spec in load_dataset().section("access")}
 
 
 def answered(**overrides):
@@ -26,6 +29,7 @@ def answered(**overrides):
         "current_medications": "none",
         "current_supports": "sister",
     }
+    values.update({spec.name: SKIPPED for spec in dataset.load().section("access")})
     values.update(overrides)
     return values
 
@@ -64,7 +68,8 @@ def test_someone_else_gives_their_details_then_consent_status_then_the_dataset()
         "person_consent_status",
         "person_contact_safe",
     ]
-    assert "referrer_role" not in slots and slots[9] == "full_name"
+    assert "referrer_role" not in slots and slots[9] == "preferred_language"
+    assert slots[slots.index("feel_safer") + 1] == "full_name"
 
 
 def test_a_professional_gives_role_and_organisation_and_always_a_risk_narrative():
@@ -92,8 +97,10 @@ def test_supported_record_keeps_the_referrer_apart_and_lists_what_is_missing():
 
 def test_self_path_asks_core_fields_then_optional_gate_then_review():
     slots = referral.required_slots(answered())
+    access = [s.name for s in dataset.load().section("access")]
     core = [s.name for s in dataset.load().section("core")]
-    assert slots[2 : 2 + len(core)] == core
+    assert slots[2 : 2 + len(access)] == access  # reasonable adjustments first
+    assert slots[2 + len(access) : 2 + len(access) + len(core)] == core
     assert slots[-2:] == ["optional_questions", "review"]
     assert "current_risk_details" not in slots
 
@@ -141,7 +148,7 @@ def test_contact_route_rules():
 def test_record_lists_non_answers_and_completeness():
     record = referral.record(answered(allergies=UNKNOWN))
     assert record["declined_fields"] == ["self_harm_history"]
-    assert set(record["skipped_fields"]) == {"preferred_name", "pronouns", "email"}
+    assert set(record["skipped_fields"]) == {"preferred_name", "pronouns", "email"} | ACCESS
     assert record["unknown_fields"] == ["allergies"]
     assert record["self_harm_history"] is None
     assert record["dataset_complete"] is True
@@ -153,7 +160,8 @@ def test_record_is_incomplete_when_a_required_field_is_missing():
 
 def test_summary_reads_back_every_answer_in_order():
     lines = referral.summary(answered()).splitlines()
-    assert lines[0] == "- Full name: Jane"
+    assert lines[0] == "- Language: (skipped)"  # adjustments come first
+    assert "- Full name: Jane" in lines
     assert "- Email address: (skipped)" in lines
     assert "- Self-harm in the past: (rather not say)" in lines
 

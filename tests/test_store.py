@@ -8,9 +8,12 @@ from test_referral import answered
 
 from bot import services
 from bot.dataset import DECLINED, SKIPPED
+from bot.dataset import load as load_dataset
 from bot.store.db import StoreUnavailable, engine_for
 from bot.store.models import Base
 from bot.store.unit_of_work import UnitOfWork
+
+ACCESS = {spec.name for spec in load_dataset().section("access")}
 
 
 def submission(conversation_id="conv-1", **overrides):
@@ -36,7 +39,7 @@ def test_a_submitted_referral_reads_back_with_typed_fields(database_url):
     assert record["date_of_birth"] == "1990-03-14"
     assert record["safe_to_leave_message"] is True
     assert record["declined_fields"] == ["self_harm_history"]
-    assert set(record["skipped_fields"]) == {"preferred_name", "pronouns", "email"}
+    assert set(record["skipped_fields"]) == {"preferred_name", "pronouns", "email"} | ACCESS
     assert record["dataset_complete"] is True
     assert record["consent_given_at"].startswith("2026-11-22T09:00:00")
     assert [e["kind"] for e in record["events"]] == ["created", "submitted"]
@@ -104,7 +107,8 @@ def test_a_supported_referral_keeps_the_referrer_apart(database_url):
     from bot.dataset import UNKNOWN
 
     submission = services.Submission(
-        conversation_id="supported-1", referrer_type="professional",
+        conversation_id="supported-1",
+        referrer_type="professional",
         answers=supported("professional", current_risk=UNKNOWN, current_risk_details=UNKNOWN),
         minimum=("full_name", "current_risk", "current_risk_details"),
     )
