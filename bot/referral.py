@@ -44,8 +44,9 @@ def required_slots(answers: Mapping[str, object]) -> list[str]:
 
     The form asks the first of these that has no value. Consent comes first;
     a "no" ends the form. Someone referring another person gives their own
-    details first, then the person's consent status, then the same dataset
-    about the person (contact questions only if it is safe to contact them).
+    details first, then the person's consent status. Every path then asks the
+    reasonable adjustments (each can be skipped), then the dataset about the
+    person (contact questions only if it is safe and possible to contact them).
     """
     if answers.get("crisis_pending"):
         return []  # paused for the safety questions; the form resumes after them
