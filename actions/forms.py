@@ -29,7 +29,6 @@ from bot.store.db import StoreUnavailable
 from bot.store.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
-FORM = "referral_form"
 # Submission is idempotent, so retrying is safe; keep the total well inside
 # Rasa's action timeout.
 SUBMIT_ATTEMPTS = 2

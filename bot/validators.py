@@ -21,7 +21,6 @@ from bot.dataset import (
     DECLINABLE,
     DECLINED,
     OPTIONAL,
-    REQUIRED,
     SKIPPED,
     UNKNOWN,
     FieldSpec,
@@ -366,5 +365,4 @@ __all__ = [
     "normalise_email",
     "normalise_postal_code",
     "age_on",
-    "REQUIRED",
 ]

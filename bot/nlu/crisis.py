@@ -93,8 +93,8 @@ class CrisisDetector(GraphComponent):
         message.set(ENTITIES, entities, add_to_output=True)
 
     @staticmethod
-    def _set_intent(message: Message, name: str, confidence: float = 1.0) -> None:
-        intent = {"name": name, "confidence": confidence}
+    def _set_intent(message: Message, name: str) -> None:
+        intent = {"name": name, "confidence": 1.0}
         ranking = [intent] + [r for r in (message.get(INTENT_RANKING_KEY) or []) if r.get("name") != name]
         message.set(INTENT, intent, add_to_output=True)
         message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
