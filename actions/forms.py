@@ -139,6 +139,19 @@ class ValidateReferralForm(FormValidationAction):
                 return {slot: None}
         return {slot: value}
 
+    async def validate_easy_read(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker
+    ) -> dict[str, Any]:
+        text = _text(value)
+        if validators.non_answer(text) is not None:
+            return {"easy_read": SKIPPED, "wording": referral.WORDING_STANDARD}
+        answer = validators.parse_yes_no(text)
+        if answer is None:
+            dispatcher.utter_message(response="utter_invalid_yes_no")
+            return {"easy_read": None}
+        wording = referral.WORDING_EASY if answer else referral.WORDING_STANDARD
+        return {"easy_read": answer, "wording": wording}
+
     async def validate_consent(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker
     ) -> dict[str, Any]:
@@ -181,7 +194,7 @@ class ValidateReferralForm(FormValidationAction):
         if choice is None or choice.action != "change":
             dispatcher.utter_message(response="utter_invalid_change_item")
             return {"change_item": None}
-        return {"change_item": None, "review": None, **_clear(choice.field)}
+        return {"change_item": None, "review": None, **referral.slots_to_clear(choice.field, tracker.slots)}
 
     async def validate_review(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker
@@ -193,7 +206,7 @@ class ValidateReferralForm(FormValidationAction):
         if choice.action == "which":
             return {"review": referral.REVIEW_CHANGE}
         if choice.action == "change":
-            return {"review": None, **_clear(choice.field)}
+            return {"review": None, **referral.slots_to_clear(choice.field, tracker.slots)}
         return await self._submit(dispatcher, tracker)
 
     async def _submit(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> dict[str, Any]:
@@ -244,14 +257,6 @@ def _signpost_carer_support(dispatcher: CollectingDispatcher) -> None:
             carer_line_call=line.call,
             carer_line_hours=line.hours,
         )
-
-
-def _clear(field: str) -> dict[str, Any]:
-    """Slots to empty so the form asks ``field`` again."""
-    cleared: dict[str, Any] = {field: None}
-    if field == "current_risk":
-        cleared["current_risk_details"] = None
-    return cleared
 
 
 def _text(value: Any) -> str:

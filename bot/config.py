@@ -51,6 +51,9 @@ class ServiceConfig:
     minimum_age: int
     is_example: bool
     routes: dict[str, tuple[str, ...]]
+    team_phone: str  # "talk to a person": the team's own line
+    team_hours: str  # when that line is answered, in words people read
+    resume_days: int  # how long a pause code keeps working
 
     @classmethod
     def load(cls, path: Path) -> ServiceConfig:
@@ -68,9 +71,14 @@ class ServiceConfig:
                 minimum_age=int(raw.get("minimum_age", 18)),
                 is_example=bool(raw.get("example", False)),
                 routes={str(k): tuple(v) for k, v in (raw.get("routes") or {}).items()},
+                team_phone=str(raw["team"]["phone"]),
+                team_hours=str(raw["team"]["hours"]),
+                resume_days=int(raw.get("resume_days", 7)),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ConfigError(f"{path}: missing or bad setting: {err}") from err
+        if not 1 <= config.resume_days <= 30:
+            raise ConfigError(f"{path}: resume_days must be from 1 to 30")
         if config.postal_format not in ("us", "uk"):
             raise ConfigError(f"{path}: postal_format must be 'us' or 'uk'")
         from bot import dataset

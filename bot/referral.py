@@ -16,6 +16,7 @@ from bot.dataset import NON_ANSWERS, FieldSpec
 REFERRER_TYPES = {"Myself": "self", "Someone else": "someone_else", "I'm a professional": "professional"}
 
 # Dialogue step slots (see `steps` in dataset.yml).
+EASY_READ = "easy_read"  # a dataset field, but asked before everything else
 CONSENT = "consent"
 REFERRER_TYPE = "referrer_type"
 OPTIONAL_QUESTIONS = "optional_questions"
@@ -24,10 +25,16 @@ REVIEW = "review"
 REVIEW_SEND = "send"
 REVIEW_CHANGE = "change"  # wants to change an answer, has not said which yet
 
+# The `wording` slot: every question has an easy-read variation in domain.yml
+# chosen by `wording: easy`.
+WORDING_STANDARD = "standard"
+WORDING_EASY = "easy"
+
 RESUME_RESPONSE = "utter_resume_referral"
 OUTCOME_RESPONSES = {
     "submitted": "utter_already_sent",
     "consent_declined": "utter_conversation_closed",
+    "deleted": "utter_conversation_deleted",
 }
 SELF = "self"
 # Asked about the person only when it is safe to contact them directly.
@@ -42,15 +49,16 @@ CONSENT_STATUS_RESPONSES = {
 def required_slots(answers: Mapping[str, object]) -> list[str]:
     """The slots the referral form needs, in order, given what is known so far.
 
-    The form asks the first of these that has no value. Consent comes first;
-    a "no" ends the form. Someone referring another person gives their own
+    The form asks the first of these that has no value. Whether to use
+    simpler words comes first, so even the privacy notice can be easy read;
+    then consent, where a "no" ends the form. Someone referring another person gives their own
     details first, then the person's consent status. Every path then asks the
     reasonable adjustments (each can be skipped), then the dataset about the
     person (contact questions only if it is safe and possible to contact them).
     """
     if answers.get("crisis_pending"):
         return []  # paused for the safety questions; the form resumes after them
-    slots = [CONSENT]
+    slots = [EASY_READ, CONSENT]
     if answers.get(CONSENT) is not True:
         return slots
     slots.append(REFERRER_TYPE)
@@ -65,7 +73,7 @@ def required_slots(answers: Mapping[str, object]) -> list[str]:
         )
         slots += ["referrer_phone", "referrer_email", "referrer_contact_ok"]
         slots += [spec.name for spec in ds.section("supported")]
-    slots += [spec.name for spec in ds.section("access")]
+    slots += [spec.name for spec in ds.section("access") if spec.name != EASY_READ]
     skip_contact = who != SELF and answers.get("person_contact_safe") is False
     # With no phone or email for the person, the team goes through the referrer.
     no_route = who != SELF and contact_route_missing(answers)
@@ -87,6 +95,37 @@ def required_slots(answers: Mapping[str, object]) -> list[str]:
         slots.append(CHANGE_ITEM)
     slots.append(REVIEW)
     return slots
+
+
+def previous_slot(answers: Mapping[str, object], current: str | None) -> str | None:
+    """The answered question just before ``current`` ("go back"), or None at the start."""
+    order = required_slots(answers)
+    if current not in order:
+        return None
+    for slot in reversed(order[: order.index(current)]):
+        if slot != CHANGE_ITEM and answers.get(slot) is not None:
+            return slot
+    return None
+
+
+def slots_to_clear(field: str, answers: Mapping[str, object]) -> dict[str, object]:
+    """Slots to empty so the form asks ``field`` again, with what hangs on it."""
+    cleared: dict[str, object] = {field: None}
+    if field == "current_risk":
+        cleared["current_risk_details"] = None
+    if field == OPTIONAL_QUESTIONS and answers.get(OPTIONAL_QUESTIONS) is False:
+        # A "no" marked every optional question skipped; a "yes" now must ask them.
+        cleared.update({spec.name: None for spec in dataset.load().section("extra")})
+    if answers.get(REVIEW) == REVIEW_CHANGE:
+        cleared[REVIEW] = None
+    return cleared
+
+
+def answered_field(text: str, answers: Mapping[str, object]) -> str | None:
+    """The answered field named in "change my phone number", or None."""
+    answered = [spec for spec in asked_fields(answers) if answers.get(spec.name) is not None]
+    spec = dataset.load().match_label(text, among=answered)
+    return spec.name if spec is not None else None
 
 
 def asked_fields(answers: Mapping[str, object]) -> list[FieldSpec]:

@@ -55,7 +55,8 @@ class SubmitResult:
 def submit_referral(uow: UnitOfWork, submission: Submission) -> SubmitResult:
     """Store the referral once per conversation.
 
-    Submitting the same conversation again (a retry, a double click, two
+    Any pause code for the conversation stops working. Submitting the same
+    conversation again (a retry, a double click, two
     requests at the same moment) returns the first referral's reference with
     ``created=False``; the unique conversation id settles races.
     """
@@ -91,6 +92,8 @@ def submit_referral(uow: UnitOfWork, submission: Submission) -> SubmitResult:
                 uow.referrals.add_event(row, "flagged_same_day", reason="crisis in the conversation")
             if row.needs_clarification:
                 uow.referrals.add_event(row, "needs_clarification", missing=list(row.missing_fields))
+            # Sent: a pause code would only reopen a finished chat.
+            uow.referrals.remove_resume_codes(submission.conversation_id)
             uow.commit()
         except IntegrityError:
             uow.rollback()

@@ -39,7 +39,12 @@ def make_tracker(domain):
     from rasa_sdk import Tracker
 
     def make(
-        slots=None, text=None, active_loop="referral_form", sender_id="test-conversation", set_this_turn=None
+        slots=None,
+        text=None,
+        active_loop="referral_form",
+        sender_id="test-conversation",
+        set_this_turn=None,
+        intent="inform",
     ):
         """A tracker whose latest user message is `text`.
 
@@ -51,12 +56,12 @@ def make_tracker(domain):
         all_slots.update(set_this_turn or {})
         if set_this_turn and "requested_slot" not in (slots or {}):
             all_slots["requested_slot"] = next(iter(set_this_turn))  # the question just answered
-        events = [{"event": "user", "text": text, "parse_data": {"intent": {"name": "inform"}}}]
+        events = [{"event": "user", "text": text, "parse_data": {"intent": {"name": intent}}}]
         events += [{"event": "slot", "name": k, "value": v} for k, v in (set_this_turn or {}).items()]
         return Tracker(
             sender_id=sender_id,
             slots=all_slots,
-            latest_message={"text": text, "intent": {"name": "inform"}},
+            latest_message={"text": text, "intent": {"name": intent}},
             events=events,
             paused=False,
             followup_action=None,

@@ -65,7 +65,7 @@ async def test_an_invalid_answer_gets_its_own_reask_and_is_cleared(dispatcher, m
 
 
 async def test_consent_no_ends_the_form_and_marks_the_outcome(dispatcher, make_tracker, domain):
-    tracker = make_tracker(text="no", set_this_turn={"consent": "no"})
+    tracker = make_tracker(slots={"easy_read": False}, text="no", set_this_turn={"consent": "no"})
     slots = await validate(dispatcher, tracker, domain)
     assert slots["consent"] is False
     assert slots["referral_outcome"] == "consent_declined"
@@ -73,7 +73,8 @@ async def test_consent_no_ends_the_form_and_marks_the_outcome(dispatcher, make_t
 
 
 async def test_consent_yes_records_the_time(dispatcher, make_tracker, domain):
-    slots = await validate(dispatcher, make_tracker(text="yes", set_this_turn={"consent": "yes"}), domain)
+    tracker = make_tracker(slots={"easy_read": False}, text="yes", set_this_turn={"consent": "yes"})
+    slots = await validate(dispatcher, tracker, domain)
     assert slots["consent"] is True and slots["consent_given_at"]
     assert slots["requested_slot"] == "referrer_type"
 

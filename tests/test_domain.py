@@ -27,6 +27,13 @@ BAD_INPUTS = [
 ]
 
 
+def referral_form_slots() -> list[str]:
+    import yaml
+
+    domain = yaml.safe_load((ROOT / "domain.yml").read_text())
+    return domain["forms"][FORM]["required_slots"]
+
+
 def all_specs():
     ds = dataset.load()
     return ds.fields + ds.steps
@@ -65,25 +72,62 @@ def test_every_question_has_a_scoped_slot_and_a_protocol_payload(domain, spec):
             assert payload["choices"] == list(spec.choices)
 
 
+def _condition(variant) -> dict:
+    return {c["name"]: c["value"] for c in variant.get("condition", [])}
+
+
 @pytest.mark.parametrize(
     "spec",
-    [f for f in dataset.load().fields if f.section not in ("referrer", "supported")],
+    [
+        f
+        for f in dataset.load().fields
+        if f.section not in ("referrer", "supported") and f.name != referral.EASY_READ
+    ],
     ids=lambda s: s.name,
 )
 def test_every_question_about_the_person_has_a_third_person_wording(domain, spec):
     variants = domain["responses"][f"utter_ask_{FORM}_{spec.name}"]
-    other = [
-        v
-        for v in variants
-        if v.get("condition") == [{"type": "slot", "name": "referral_about", "value": "other"}]
-    ]
-    assert len(other) == 1 and len(variants) == 2
-    assert re.search(r"\b(they|their|them)\b", other[0]["text"], re.I), other[0]["text"]
+    by_condition = {tuple(sorted(_condition(v).items())): v for v in variants}
+    assert len(by_condition) == len(variants) == 4
+    standard = by_condition[(("referral_about", "other"), ("wording", "standard"))]
+    easy = by_condition[(("referral_about", "other"), ("wording", "easy"))]
+    for other in (standard, easy):
+        assert re.search(r"\b(they|their|them)\b", other["text"], re.I), other["text"]
+
+
+@pytest.mark.parametrize("slot", referral_form_slots())
+def test_every_question_has_an_easy_read_wording_and_an_explanation(domain, slot):
+    variants = domain["responses"][f"utter_ask_{FORM}_{slot}"]
+    easy = [v for v in variants if _condition(v).get("wording") == "easy"]
+    assert easy, "no easy-read wording"
+    default = next(v for v in variants if not v.get("condition"))
+    assert all(v["custom"] == default["custom"] for v in easy if "referral_about" not in _condition(v))
+    [explanation] = domain["responses"][f"utter_explain_{slot}"]
+    assert "We ask" in explanation["text"] or slot in ("change_item", "review", "optional_questions")
+
+
+def test_at_most_one_conditional_wording_fits_any_conversation(domain):
+    """Rasa picks at random among the conditional variations that match, so they must exclude each other."""
+    import itertools
+
+    values = {
+        name: domain["slots"][name]["values"]
+        for name in ("wording", "referral_about", "language", "service_profile")
+    }
+    for name, variants in domain["responses"].items():
+        conditional = [_condition(v) for v in variants if v.get("condition")]
+        for combo in itertools.product(*values.values()):
+            state = dict(zip(values, combo, strict=True))
+            fitting = [c for c in conditional if all(state.get(k) == v for k, v in c.items())]
+            assert len(fitting) <= 1, (name, state, fitting)
 
 
 def test_form_asks_in_data_dictionary_order(domain):
     required = domain["forms"][FORM]["required_slots"]
     names = [f.name for f in dataset.load().fields]
+    # Simple words is asked before everything, so even the privacy notice can be easy read.
+    names.remove(referral.EASY_READ)
+    assert required[:2] == [referral.EASY_READ, "consent"]
     assert [n for n in required if n in names] == names
 
 
@@ -119,6 +163,8 @@ def test_every_catalogued_response_is_uttered_by_the_form_or_by_code(domain):
         "utter_invalid_contact_preference_email",
     }
     by_code |= set(referral.OUTCOME_RESPONSES.values()) | set(messages.GATEWAY_RESPONSES)
+    # action_handle_command: f"utter_explain_{requested_slot}"
+    by_code |= {f"utter_explain_{slot}" for slot in domain["forms"][FORM]["required_slots"]}
     unused = set(catalogue.catalogue_responses()) - form_asks - by_code
     assert not unused, f"responses no code utters: {sorted(unused)}"
 
@@ -177,10 +223,16 @@ def test_safe_messaging_no_method_words_in_crisis_text(domain):
                 assert not method_words.search(variant["text"]), name
 
 
-def test_crisis_text_never_captured_as_an_answer(domain):
+def test_crisis_text_and_commands_never_captured_as_an_answer(domain):
+    from bot.commands import INTENTS as COMMANDS
     from bot.crisis.routing import CRISIS_INTENTS
 
     for name, slot in domain["slots"].items():
         for mapping in slot["mappings"]:
             if mapping["type"] == "from_text":
-                assert set(mapping["not_intent"]) == set(CRISIS_INTENTS), name
+                [condition] = mapping["conditions"]
+                expected = set(CRISIS_INTENTS)
+                if condition["active_loop"] == FORM:
+                    # "skip" is an answer: the validators record it as skipped.
+                    expected |= set(COMMANDS) - {"skip"}
+                assert set(mapping["not_intent"]) == expected, name

@@ -34,10 +34,10 @@ def answered(**overrides):
     return values
 
 
-def test_consent_comes_first_and_no_ends_the_form():
-    assert referral.required_slots({}) == ["consent"]
-    assert referral.required_slots({"consent": False}) == ["consent"]
-    assert referral.required_slots({"consent": True}) == ["consent", "referrer_type"]
+def test_simple_words_then_consent_come_first_and_no_ends_the_form():
+    assert referral.required_slots({}) == ["easy_read", "consent"]
+    assert referral.required_slots({"consent": False}) == ["easy_read", "consent"]
+    assert referral.required_slots({"consent": True}) == ["easy_read", "consent", "referrer_type"]
 
 
 def supported(who="someone_else", **overrides):
@@ -59,7 +59,7 @@ def supported(who="someone_else", **overrides):
 
 def test_someone_else_gives_their_details_then_consent_status_then_the_dataset():
     slots = referral.required_slots(supported())
-    assert slots[2:9] == [
+    assert slots[3:10] == [
         "referrer_name",
         "referrer_relationship",
         "referrer_phone",
@@ -68,13 +68,13 @@ def test_someone_else_gives_their_details_then_consent_status_then_the_dataset()
         "person_consent_status",
         "person_contact_safe",
     ]
-    assert "referrer_role" not in slots and slots[9] == "preferred_language"
+    assert "referrer_role" not in slots and slots[10] == "preferred_language"
     assert slots[slots.index("feel_safer") + 1] == "full_name"
 
 
 def test_a_professional_gives_role_and_organisation_and_always_a_risk_narrative():
     slots = referral.required_slots(supported("professional"))
-    assert slots[2:5] == ["referrer_name", "referrer_role", "referrer_organisation"]
+    assert slots[3:6] == ["referrer_name", "referrer_role", "referrer_organisation"]
     assert "current_risk_details" in slots  # even after "no"
 
 
@@ -97,10 +97,11 @@ def test_supported_record_keeps_the_referrer_apart_and_lists_what_is_missing():
 
 def test_self_path_asks_core_fields_then_optional_gate_then_review():
     slots = referral.required_slots(answered())
-    access = [s.name for s in dataset.load().section("access")]
+    access = [s.name for s in dataset.load().section("access") if s.name != "easy_read"]
     core = [s.name for s in dataset.load().section("core")]
-    assert slots[2 : 2 + len(access)] == access  # reasonable adjustments first
-    assert slots[2 + len(access) : 2 + len(access) + len(core)] == core
+    assert slots[:3] == ["easy_read", "consent", "referrer_type"]
+    assert slots[3 : 3 + len(access)] == access  # reasonable adjustments first
+    assert slots[3 + len(access) : 3 + len(access) + len(core)] == core
     assert slots[-2:] == ["optional_questions", "review"]
     assert "current_risk_details" not in slots
 
@@ -160,7 +161,7 @@ def test_record_is_incomplete_when_a_required_field_is_missing():
 
 def test_summary_reads_back_every_answer_in_order():
     lines = referral.summary(answered()).splitlines()
-    assert lines[0] == "- Language: (skipped)"  # adjustments come first
+    assert lines[:2] == ["- Simple words: (skipped)", "- Language: (skipped)"]  # adjustments first
     assert "- Full name: Jane" in lines
     assert "- Email address: (skipped)" in lines
     assert "- Self-harm in the past: (rather not say)" in lines

@@ -24,12 +24,13 @@ from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
-from rasa.shared.nlu.constants import ENTITIES, INTENT, INTENT_RANKING_KEY, TEXT
+from rasa.shared.nlu.constants import ENTITIES, INTENT, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from bot.crisis import assess, routing, warm_up
 from bot.crisis.types import RANK
+from bot.nlu.commands import set_intent
 
 log = logging.getLogger(__name__)
 
@@ -83,21 +84,14 @@ class CrisisDetector(GraphComponent):
         current = message.get(INTENT) or {}
         who = routing.audience(result)
         if who is not None:
-            self._set_intent(message, routing.INTENTS[who])
+            set_intent(message, routing.INTENTS[who])
         elif current.get("name") in routing.CRISIS_INTENTS:
-            self._set_intent(message, "inform")
+            set_intent(message, "inform")
         entities = list(message.get(ENTITIES) or [])
         if RANK[result.level] >= RANK["ask"] or result.language == "es":
             entities.append(_entity("crisis_language", result.language, text))
         entities.append(_entity("service_profile", self.profile, text))
         message.set(ENTITIES, entities, add_to_output=True)
-
-    @staticmethod
-    def _set_intent(message: Message, name: str) -> None:
-        intent = {"name": name, "confidence": 1.0}
-        ranking = [intent] + [r for r in (message.get(INTENT_RANKING_KEY) or []) if r.get("name") != name]
-        message.set(INTENT, intent, add_to_output=True)
-        message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
 
 
 def _entity(name: str, value: str, text: str) -> dict:

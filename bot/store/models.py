@@ -112,6 +112,18 @@ class CrisisEvent(Base):
     detector_version = Column(String(80), nullable=True)
 
 
+class ResumeCode(Base):
+    """A pause code. Holds a keyed hash of the code and the conversation, nothing personal."""
+
+    __tablename__ = "resume_codes"
+
+    id = Column(Integer, primary_key=True)
+    code_hash = Column(String(64), nullable=False, unique=True)
+    conversation_id = Column(String(64), nullable=False, index=True)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    expires_at = Column(DateTime(timezone=True), nullable=False)
+
+
 Referral.events = relationship(
     ReferralEvent, order_by=ReferralEvent.id, cascade="all, delete-orphan", lazy="raise"
 )

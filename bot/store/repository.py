@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
-from bot.store.models import CrisisEvent, Referral, ReferralEvent
+from bot.store.models import CrisisEvent, Referral, ReferralEvent, ResumeCode
 
 
 class ReferralRepository:
@@ -43,3 +43,13 @@ class ReferralRepository:
     def all(self, batch: int = 200) -> Iterator[Referral]:
         statement = select(Referral).order_by(Referral.id).execution_options(yield_per=batch)
         yield from self.session.scalars(statement)
+
+    def add_resume_code(self, code: ResumeCode) -> None:
+        self.session.add(code)
+
+    def resume_code(self, code_hash: str) -> ResumeCode | None:
+        return self.session.scalars(select(ResumeCode).where(ResumeCode.code_hash == code_hash)).one_or_none()
+
+    def remove_resume_codes(self, conversation_id: str) -> int:
+        result = self.session.execute(delete(ResumeCode).where(ResumeCode.conversation_id == conversation_id))
+        return result.rowcount

@@ -15,28 +15,36 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from bot.config import MAX_MESSAGE_CHARS, Settings
+from bot import resume, transcripts
+from bot.config import MAX_MESSAGE_CHARS, ServiceConfig, Settings
+from bot.store.db import StoreUnavailable
+from bot.store.unit_of_work import UnitOfWork
 from bot.web import messages, session
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
 SETTINGS = web.AppKey("settings", Settings)
 SECRET = web.AppKey("secret", bytes)
+SERVICE = web.AppKey("service", ServiceConfig)
 CLIENT = web.AppKey("client", aiohttp.ClientSession)
 START_MESSAGE = "/greet"  # only the gateway may send an intent
+RESUME_MESSAGE = "/resume_conversation"
 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=64 * 1024, middlewares=[security_headers])
     app[SETTINGS] = settings
     app[SECRET] = settings.session_secret()
+    app[SERVICE] = settings.service_config()
     app.cleanup_ctx.append(_client_session)
     app.add_routes(
         [
             web.get("/", index),
             web.get("/healthz", health),
+            web.get("/api/help-now", help_now),
             web.post("/api/chat/start", chat_start),
             web.post("/api/chat/restart", chat_restart),
+            web.post("/api/chat/resume", chat_resume),
             web.post("/api/chat", chat_message),
             web.static("/static", STATIC, append_version=False),
         ]
@@ -69,6 +77,18 @@ async def security_headers(request: web.Request, handler):
 
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
+
+
+async def help_now(request: web.Request) -> web.Response:
+    """The "Get help now" panel: national crisis lines for this service's
+    country, then the local crisis line, from the configuration."""
+    from bot.crisis import directory
+
+    config = request.app[SERVICE]
+    shown = directory.load(profile=config.postal_format).resources("imminent")
+    shown.append({"name": "Local crisis team", "call": config.local_crisis_line, "text": None})
+    shown += [r for r in directory.load(profile=config.postal_format).resources("crisis") if r not in shown]
+    return web.json_response({"resources": shown})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -125,6 +145,33 @@ async def _start_new(request: web.Request, text: str = START_MESSAGE) -> web.Res
     return response
 
 
+async def chat_resume(request: web.Request) -> web.Response:
+    """Bring back a paused conversation from its pause code."""
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    code = body.get("code") if isinstance(body, dict) else None
+    if not isinstance(code, str) or len(code) > 40:
+        return _refuse("utter_resume_code_unknown", "bad_code", 400)
+    settings = request.app[SETTINGS]
+    try:
+        conversation_id = await asyncio.to_thread(
+            resume.redeem, UnitOfWork(settings.database_url), code, request.app[SECRET]
+        )
+    except StoreUnavailable as err:
+        log.error("resume code lookup failed: %s", err)
+        return web.json_response(
+            {"error": "unavailable", "messages": [messages.message("utter_service_error")]}, status=503
+        )
+    if conversation_id is None:
+        return _refuse("utter_resume_code_unknown", "unknown_code", 404)
+    response = await _relay(request, conversation_id, RESUME_MESSAGE)
+    if response.status == 200:
+        _with_cookie(request, response, conversation_id)
+    return response
+
+
 async def chat_message(request: web.Request) -> web.Response:
     try:
         body = await request.json()
@@ -177,4 +224,25 @@ async def _relay(request: web.Request, conversation_id: str, text: str) -> web.R
         for reply in replies
         if isinstance(reply, dict)
     ]
+    if any((m.get("custom") or {}).get("conversation") == "deleted" for m in out):
+        return await _forget(request, out, conversation_id)
     return web.json_response({"messages": out})
+
+
+async def _forget(request: web.Request, out: list[dict], conversation_id: str) -> web.Response:
+    """The person asked to delete what they gave. Rasa has saved its last turn,
+    so the stored chat can go now, and this browser loses the conversation."""
+    try:
+        removed = await asyncio.to_thread(
+            transcripts.delete_conversation, request.app[SETTINGS].tracker_db, conversation_id
+        )
+    except StoreUnavailable as err:
+        # Not deleted: say so, and keep the conversation so "delete" can be tried again.
+        log.error("could not delete a conversation on request: %s", err)
+        return web.json_response(
+            {"error": "unavailable", "messages": [messages.message("utter_delete_failed")]}, status=503
+        )
+    log.info("conversation deleted on request (%d events)", removed)
+    response = web.json_response({"messages": out})
+    response.del_cookie(session.COOKIE_NAME, path="/")
+    return response

@@ -13,6 +13,8 @@ GATEWAY_RESPONSES = (
     "utter_invalid_too_long",
     "utter_invalid_empty",
     "utter_message_not_text",
+    "utter_delete_failed",
+    "utter_resume_code_unknown",
 )
 
 

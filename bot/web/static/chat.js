@@ -60,11 +60,22 @@
     }
   }
 
+  // Quick replies that leave the answer box as it is (stop, delete).
+  function options(list) {
+    choices.textContent = "";
+    list.forEach(function (option) {
+      const b = document.createElement("button");
+      b.type = "button"; b.textContent = option;
+      b.addEventListener("click", function () { send(option); });
+      choices.appendChild(b);
+    });
+  }
+
   // Crisis resources as real links: tel: to call, sms: to text, the chat page.
-  function resources(crisis) {
+  function resources(crisis, label, into) {
     const list = document.createElement("ul");
     list.className = "resources";
-    list.setAttribute("aria-label", "Ways to get help now");
+    list.setAttribute("aria-label", label || "Ways to get help now");
     (crisis.resources || []).forEach(function (r) {
       [["call", "tel:", "Call "], ["text", "sms:", "Text "]].forEach(function (kind) {
         const number = r[kind[0]];
@@ -78,7 +89,8 @@
         list.appendChild(item);
       });
     });
-    if (list.children.length) transcript.appendChild(list);
+    if (list.children.length) (into || transcript).appendChild(list);
+    return list;
   }
 
   function show(messages) {
@@ -86,8 +98,14 @@
     let crisisShown = false;
     messages.forEach(function (m) {
       if (m.text) { add(m.text, "bot"); texts.push(m.text); }
-      if (m.custom && m.custom.crisis && !crisisShown) { resources(m.custom.crisis); crisisShown = true; }
-      if (m.custom && m.custom.field) { render(m.custom); lastQuestionText = texts.slice(-1); texts = []; }
+      const c = m.custom || {};
+      if (c.conversation === "deleted") {  // keep only the message that says so
+        transcript.textContent = ""; add(m.text || "", "bot"); choices.textContent = ""; lastQuestion = null;
+      }
+      if (c.crisis && !crisisShown) { resources(c.crisis); crisisShown = true; }
+      if (c.contact) resources(c.contact, "How to reach our team");
+      if (c.options) options(c.options);
+      if (c.field) { render(c); lastQuestionText = texts.slice(-1); texts = []; }
     });
   }
 
@@ -144,5 +162,28 @@
     if (now - lastEscape < 1000) leave();
     lastEscape = now;
   });
+  document.getElementById("resume-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    const input = document.getElementById("resume-code");
+    const code = input.value.trim();
+    if (!code) { status.textContent = "Please type your code first."; input.focus(); return; }
+    transcript.textContent = "";
+    post("/api/chat/resume", { code: code }).then(function (ok) {
+      if (ok) { input.value = ""; document.getElementById("resume").open = false; answer.focus(); }
+    });
+  });
+
+  // The panel's numbers come from the service's configuration (country and
+  // local crisis team); the links in the page are the fallback.
+  fetch("/api/help-now", { credentials: "same-origin" }).then(function (r) {
+    return r.ok ? r.json() : null;
+  }).then(function (data) {
+    if (!data || !data.resources || !data.resources.length) return;
+    const old = document.getElementById("help-list");
+    const list = resources(data, "Ways to get help now", document.createElement("div"));
+    list.id = "help-list";
+    old.replaceWith(list);
+  }).catch(function () {});
+
   post("/api/chat/start");
 })();
