@@ -15,6 +15,7 @@ for every slot of referral_form; the responses named below; the slot
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 from typing import Any
@@ -36,9 +37,8 @@ FORM = "referral_form"
 NEEDS_A_QUESTION = ("repeat", "explain", "skip", "go_back", commands.CHANGE_ANSWER)
 
 
-class ActionHandleCommand(Action):
-    def name(self) -> str:
-        return "action_handle_command"
+class CommandAction(Action, abc.ABC):
+    """What each command does; the subclasses differ in what happens next."""
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -54,6 +54,9 @@ class ActionHandleCommand(Action):
             return [FollowupAction("action_handle_unexpected")]
         slots = await handler(dispatcher, tracker, asked)
         return [SlotSet(name, value) for name, value in slots.items()] if isinstance(slots, dict) else slots
+
+    @abc.abstractmethod
+    def name(self) -> str: ...
 
     async def _help(self, dispatcher, tracker, asked) -> dict[str, Any]:
         dispatcher.utter_message(response="utter_help")
@@ -138,6 +141,13 @@ class ActionHandleCommand(Action):
             dispatcher.utter_message(response="utter_welcome_back")
             return []
         return [FollowupAction("action_handle_unexpected")]
+
+
+class ActionHandleCommand(CommandAction):
+    """Most commands; inside the form a rule runs the form next, which asks its question again."""
+
+    def name(self) -> str:
+        return "action_handle_command"
 
 
 class ActionDeleteAnswers(Action):

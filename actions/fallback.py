@@ -16,7 +16,9 @@ class ActionHandleUnexpected(Action):
     """RulePolicy's core fallback (config.yml: core_fallback_action_name).
 
     Before a referral has started, any message starts it; part-way through
-    (after the safety questions), it carries on. After it has ended, the
+    (after the safety questions), it carries on. When the form is waiting
+    after pause, stop or "delete my answers", a message is the answer to its
+    question. After it has ended, the
     person is told where things stand (already sent, or how to restart).
     Every message is checked for crisis first, with its recent history.
     """
@@ -36,6 +38,12 @@ class ActionHandleUnexpected(Action):
             ]
         if tracker.get_slot("crisis_flag") and check_in_if_retracted(dispatcher, text):
             return []
+        asked = tracker.get_slot("requested_slot")
+        if tracker.active_loop_name == "referral_form" and asked and text:
+            # The form is waiting after a command that did not re-ask (pause,
+            # stop, "delete my answers"), and the person answered the question
+            # instead: hand the answer to the form, which checks it as usual.
+            return [SlotSet(asked, text), FollowupAction("referral_form")]
         outcome = tracker.get_slot("referral_outcome")
         if outcome in OUTCOME_RESPONSES:
             dispatcher.utter_message(response=OUTCOME_RESPONSES[outcome])
