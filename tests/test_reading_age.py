@@ -1,4 +1,5 @@
-"""Plain language: every English response reads at US grade 6 or below (Flesch-Kincaid).
+"""Plain language: every English response reads at US grade 6 or below (Flesch-Kincaid),
+and every easy-read wording and every explanation ("what does that mean") at grade 4.
 
 Spanish variations are not scored (the formula is for English). Slot values in
 {braces} are scored as a one-syllable word. A validated questionnaire item
@@ -11,6 +12,7 @@ import pytest
 import textstat
 
 MAX_GRADE = 6.0
+MAX_EASY_READ_GRADE = 4.0
 
 
 def english_variants(domain):
@@ -34,3 +36,24 @@ def test_every_response_reads_at_grade_6_or_below(domain):
     for grade, name, text in scored[:8]:
         print(f"  grade {grade:4.1f}  {name}: {text[:70]!r}")
     assert [(g, n) for g, n, _ in scored if g > MAX_GRADE] == []
+
+
+def easy_read_variants(domain):
+    for name, conditions, text in english_variants(domain):
+        if any(c["name"] == "wording" and c["value"] == "easy" for c in conditions):
+            yield name, text
+        elif name.startswith("utter_explain_"):
+            yield name, text
+
+
+@pytest.mark.scoring
+def test_easy_read_wording_and_explanations_read_at_grade_4_or_below(domain):
+    scored = sorted(
+        ((textstat.flesch_kincaid_grade(text), name, text) for name, text in easy_read_variants(domain)),
+        reverse=True,
+    )
+    assert len(scored) > 100  # every question has one, and every question an explanation
+    print(f"\nEasy read: {len(scored)} wordings and explanations; the hardest:")
+    for grade, name, text in scored[:5]:
+        print(f"  grade {grade:4.1f}  {name}: {text[:70]!r}")
+    assert [(g, n) for g, n, _ in scored if g > MAX_EASY_READ_GRADE] == []
