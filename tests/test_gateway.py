@@ -197,3 +197,71 @@ async def test_a_first_message_without_a_session_is_relayed_not_dropped(make_cli
     assert response.status == 200
     assert rasa.received[-1]["message"] == "I want to end my life"
     assert "ra_session" in {c.key for c in client.session.cookie_jar}
+
+
+async def test_help_now_lists_emergency_the_lifeline_and_the_local_crisis_line(make_client):
+    client = await make_client()
+    response = await client.get("/api/help-now")
+    resources = (await response.json())["resources"]
+    calls = [r["call"] for r in resources]
+    assert calls[0] == "911" and "988" in calls and "(555) 010-0100" in calls
+
+
+async def test_a_pause_code_reopens_its_conversation_in_a_new_browser(make_client, rasa, tmp_path):
+    from bot import resume
+    from bot.store.migrate import upgrade
+    from bot.store.unit_of_work import UnitOfWork
+
+    url = f"sqlite:///{tmp_path / 'referrals.db'}"
+    upgrade(url)
+    client = await make_client()
+    code = resume.issue(UnitOfWork(url), "paused-conversation", client.app[SECRET], days=7)
+    response = await client.post("/api/chat/resume", json={"code": code})
+    assert response.status == 200
+    assert rasa.received[-1] == {"sender": "paused-conversation", "message": "/resume_conversation"}
+    cookie = response.cookies[session.COOKIE_NAME].value
+    assert session.decode(client.app[SECRET], cookie) == "paused-conversation"
+
+
+@pytest.mark.parametrize("body", [{"code": "ZZZZ-ZZZZ"}, {"code": 12}, {}, {"code": "x" * 500}])
+async def test_an_unknown_or_malformed_code_is_refused_without_reaching_rasa(
+    make_client, rasa, tmp_path, body
+):
+    from bot.store.migrate import upgrade
+
+    upgrade(f"sqlite:///{tmp_path / 'referrals.db'}")
+    client = await make_client()
+    response = await client.post("/api/chat/resume", json=body)
+    assert response.status in (400, 404)
+    assert "do not know that code" in (await response.json())["messages"][0]["text"]
+    assert rasa.received == []
+
+
+async def test_a_deleted_conversation_is_removed_from_the_tracker_store(make_client, rasa, tmp_path):
+    import sqlite3
+
+    tracker_db = tmp_path / "tracker.db"
+    with sqlite3.connect(tracker_db) as db:
+        db.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, sender_id TEXT, data TEXT)")
+        db.executemany(
+            "INSERT INTO events (sender_id, data) VALUES (?, ?)", [("me", "x"), ("me", "y"), ("other", "z")]
+        )
+    client = await make_client()
+    client.session.cookie_jar.update_cookies({session.COOKIE_NAME: session.encode(client.app[SECRET], "me")})
+    rasa.reply = [{"recipient_id": "me", "text": "Done.", "custom": {"conversation": "deleted"}}]
+    response = await client.post("/api/chat", json={"text": "Yes, delete everything"})
+    assert response.status == 200
+    assert response.cookies[session.COOKIE_NAME].value == ""  # the browser forgets it
+    with sqlite3.connect(tracker_db) as db:
+        assert db.execute("SELECT sender_id FROM events").fetchall() == [("other",)]
+
+
+async def test_a_delete_that_fails_says_so_and_keeps_the_conversation(make_client, rasa, tmp_path):
+    (tmp_path / "tracker.db").write_bytes(b"not a database")
+    client = await make_client()
+    client.session.cookie_jar.update_cookies({session.COOKIE_NAME: session.encode(client.app[SECRET], "me")})
+    rasa.reply = [{"recipient_id": "me", "text": "Done.", "custom": {"conversation": "deleted"}}]
+    response = await client.post("/api/chat", json={"text": "Yes, delete everything"})
+    assert response.status == 503
+    assert "could not finish deleting" in (await response.json())["messages"][0]["text"]
+    assert session.COOKIE_NAME not in response.cookies
