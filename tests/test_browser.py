@@ -131,22 +131,24 @@ def test_a_full_self_referral_with_the_keyboard_only(page, stack):
 
 def test_a_crisis_message_is_accessible_with_call_and_text_buttons(page):
     answer_with_keyboard(page, "I want to end my life")
-    page.wait_for_selector("a.resource[href='tel:988']")
-    assert page.locator("a.resource[href='sms:988']").count() >= 1
+    page.wait_for_selector("#transcript a.resource[href='tel:988']")
+    assert page.locator("#transcript a.resource[href='sms:988']").count() >= 1
     screenshot(page, "3-crisis-message")
     assert axe_violations(page) == []
 
 
-def test_get_help_now_is_always_there(page):
+def test_get_help_now_is_always_there_with_the_local_crisis_line(page):
     page.click("#help-now")
     assert page.is_visible("#help-panel a[href='tel:911']")
     assert page.is_visible("#help-panel a[href='sms:988']")
+    # From the service configuration, not the page: the local crisis team.
+    page.wait_for_selector("#help-panel a[href='tel:5550100100']")
 
 
 @pytest.mark.parametrize("how", ["button", "escape twice"])
 def test_quick_exit_clears_the_chat(page, how):
     page.route("https://www.google.com/**", lambda route: route.fulfill(body="<title>Search</title>"))
-    answer_with_keyboard(page, "yes")
+    answer_with_keyboard(page, "No")
     if how == "button":
         page.click("#leave")
     else:
@@ -156,8 +158,65 @@ def test_quick_exit_clears_the_chat(page, how):
     assert "transcript" not in page.content()
 
 
+NO_HORIZONTAL_SCROLL = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+
+
+def reach_referrer_type(page) -> None:
+    answer_with_keyboard(page, "No")  # simple words
+    wait_for_question(page, "consent")
+    answer_with_keyboard(page, "Yes")
+    wait_for_question(page, "referrer_type")
+
+
 def test_no_horizontal_scroll_at_320_px(page):
     page.set_viewport_size({"width": 320, "height": 640})
-    answer_with_keyboard(page, "yes")
-    wait_for_question(page, "referrer_type")
-    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    reach_referrer_type(page)
+    assert page.evaluate(NO_HORIZONTAL_SCROLL)
+
+
+def test_no_horizontal_scroll_at_200_percent_zoom(browser, stack):
+    # Browser zoom at 200% in a 1280 x 800 window lays the page out in a
+    # 640 x 400 CSS-pixel viewport at two device pixels per CSS pixel.
+    context = browser.new_context(viewport={"width": 640, "height": 400}, device_scale_factor=2)
+    page = context.new_page()
+    page.goto(stack.web_url + "/")
+    wait_for_question(page)
+    reach_referrer_type(page)
+    page.click("#help-now")
+    page.click("#resume summary")
+    assert page.evaluate(NO_HORIZONTAL_SCROLL)
+    for selector in ("#help-now", "#leave", "#choices button", "#send", "#resume-code"):
+        box = page.locator(selector).first.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 640, selector
+    screenshot(page, "5-zoom-200-percent")
+    context.close()
+
+
+def test_stop_shows_its_choices_as_buttons_and_carry_on_returns(page):
+    reach_referrer_type(page)
+    answer_with_keyboard(page, "stop")
+    page.wait_for_selector("#choices button:has-text('Delete my answers')")
+    page.click("#choices button:has-text('Carry on')")
+    page.wait_for_selector("#choices button:has-text('Myself')")
+    buttons = page.locator("#choices button").all_inner_texts()
+    assert buttons == ["Myself", "Someone else", "I'm a professional"]
+
+
+def test_pause_then_carry_on_from_the_code_in_another_browser(page, browser, stack):
+    import re
+
+    reach_referrer_type(page)
+    answer_with_keyboard(page, "pause")
+    page.wait_for_selector("text=Your code is")
+    code = re.search(r"Your code is ([0-9A-Z]{4}-[0-9A-Z]{4})", page.inner_text("#transcript")).group(1)
+
+    context = browser.new_context(viewport={"width": 1024, "height": 800})
+    other = context.new_page()
+    other.goto(stack.web_url + "/")
+    wait_for_question(other, "easy_read")  # a new conversation, until the code is given
+    other.click("#resume summary")
+    other.fill("#resume-code", code.lower())
+    other.press("#resume-code", "Enter")
+    other.wait_for_selector("text=Welcome back")
+    assert wait_for_question(other, "referrer_type") == "referrer_type"
+    context.close()

@@ -80,14 +80,15 @@ async def index(request: web.Request) -> web.FileResponse:
 
 
 async def help_now(request: web.Request) -> web.Response:
-    """The "Get help now" panel: national crisis lines for this service's
-    country, then the local crisis line, from the configuration."""
+    """The "Get help now" panel: emergency and the national crisis line for
+    this service's country, then the local crisis line from the configuration."""
     from bot.crisis import directory
 
     config = request.app[SERVICE]
-    shown = directory.load(profile=config.postal_format).resources("imminent")
+    # Emergency first, then the national crisis line: the first two for
+    # imminent danger in the directory. Fewer choices are easier in a crisis.
+    shown = directory.load(profile=config.postal_format).resources("imminent")[:2]
     shown.append({"name": "Local crisis team", "call": config.local_crisis_line, "text": None})
-    shown += [r for r in directory.load(profile=config.postal_format).resources("crisis") if r not in shown]
     return web.json_response({"resources": shown})
 
 
