@@ -61,7 +61,12 @@ class ValidateReferralForm(FormValidationAction):
         answers = tracker.slots
         required = referral.required_slots(answers)
         if next((s for s in required if answers.get(s) is None), None) == referral.REVIEW:
-            events.append(SlotSet("review_summary", referral.summary(answers)))
+            summary = referral.summary(answers)
+            # Only when it changed: Rasa's form treats any slot this action sets
+            # as "something was validated" and then never rejects the turn, so
+            # a crisis or a command typed at review would be swallowed.
+            if summary != tracker.get_slot("review_summary"):
+                events.append(SlotSet("review_summary", summary))
         return events
 
     async def get_validation_events(

@@ -115,6 +115,7 @@ def test_consent_no_ends_kindly_and_stores_nothing(stack):
     before = len(exported(stack))
     client = ChatClient(stack.web_url)
     client.start()
+    client.say("No")  # simple words
     reply = client.say("no")
     assert "We have not kept anything" in reply.texts[0] and "988" in reply.texts[0]
     assert reply.question is None
@@ -179,7 +180,7 @@ def test_a_gp_referral_missing_risk_information_needs_clarification(stack):
 
 def test_any_first_message_starts_the_referral(stack):
     reply = ChatClient(stack.web_url).say("I need some help with my mood")  # no session yet
-    assert reply.question["field"] == "consent"
+    assert reply.question["field"] == "easy_read"
 
 
 def test_gateway_refuses_oversized_messages_and_keeps_the_question(stack):
@@ -187,19 +188,20 @@ def test_gateway_refuses_oversized_messages_and_keeps_the_question(stack):
     client.start()
     refused = client.say("x" * 2001)
     assert refused.status == 413
-    reply = client.say("yes")
-    assert reply.question["field"] == "referrer_type"
+    reply = client.say("No")
+    assert reply.question["field"] == "consent"
 
 
 def test_another_sessions_conversation_cannot_be_reached(stack):
     alice = ChatClient(stack.web_url)
     alice.start()
+    alice.say("No")
     alice.say("yes")
     alice_id = alice.cookie().split(".")[0]
     mallory = ChatClient(stack.web_url)
     mallory.jar.set_cookie(_cookie("ra_session", f"{alice_id}.forged"))
     reply = mallory.say("Myself")
-    assert reply.question["field"] == "consent"  # a new conversation, not Alice's
+    assert reply.question["field"] == "easy_read"  # a new conversation, not Alice's
     assert mallory.cookie().split(".")[0] != alice_id
     assert alice.say("Myself").question["field"] == "preferred_language"
 
@@ -207,6 +209,7 @@ def test_another_sessions_conversation_cannot_be_reached(stack):
 def test_hostile_text_never_breaks_the_conversation(stack):
     client = ChatClient(stack.web_url)
     client.start()
+    client.say("No")
     client.say("yes")
     client.say("Myself")
     for _ in range(5):  # the reasonable-adjustment questions
@@ -230,6 +233,7 @@ def test_conversation_survives_restart_and_a_dead_process_stops_the_rest(trained
     first.start()
     client = ChatClient(first.web_url)
     client.start()
+    client.say("No")
     client.say("yes")
     client.say("Myself")
     assert first.stop() == 0

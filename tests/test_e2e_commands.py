@@ -198,3 +198,15 @@ def test_a_crisis_is_still_signposted_whatever_command_came_before(stack):
     reply = client.say("I want to end my life")
     assert any("crisis" in m.get("custom", {}) for m in reply.messages)
     assert "988" in text(reply)
+
+
+def test_at_review_go_back_asks_which_answer_and_a_crisis_is_still_signposted(stack):
+    client, _ = up_to(stack, "review")
+    reply = client.say("Change an answer")
+    assert reply.question["field"] == "change_item"
+    reply = client.say("Phone number")
+    assert reply.question["field"] == "phone"
+    reply = client.say(SELF["phone"])
+    assert reply.question["field"] == "review"
+    reply = client.say("I don't want to be alive anymore")
+    assert any("crisis" in m.get("custom", {}) for m in reply.messages)
