@@ -15,7 +15,6 @@ for every slot of referral_form; the responses named below; the slot
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import logging
 from typing import Any
@@ -33,12 +32,14 @@ from bot.store.unit_of_work import UnitOfWork
 log = logging.getLogger(__name__)
 FORM = "referral_form"
 # Commands that only mean something while a question is being asked; outside
-# the form they get the usual "where things stand" answer.
+# the form they get the usual "where things stand" answer. (Inside the form
+# "skip" never comes here: it is an answer, checked by the validators.)
 NEEDS_A_QUESTION = ("repeat", "explain", "skip", "go_back", commands.CHANGE_ANSWER)
 
 
-class CommandAction(Action, abc.ABC):
-    """What each command does; the subclasses differ in what happens next."""
+class ActionHandleCommand(Action):
+    def name(self) -> str:
+        return "action_handle_command"
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -49,14 +50,13 @@ class CommandAction(Action, abc.ABC):
         log.info("command %s (question: %s)", intent, asked)
         if intent in NEEDS_A_QUESTION and asked is None:
             return [FollowupAction("action_handle_unexpected")]
+        if intent == "pause" and tracker.get_slot("referral_outcome"):
+            return [FollowupAction("action_handle_unexpected")]  # sent or ended: nothing to come back to
         handler = getattr(self, f"_{intent}", None)
         if handler is None:  # not a command intent: nothing to do but carry on
             return [FollowupAction("action_handle_unexpected")]
         slots = await handler(dispatcher, tracker, asked)
         return [SlotSet(name, value) for name, value in slots.items()] if isinstance(slots, dict) else slots
-
-    @abc.abstractmethod
-    def name(self) -> str: ...
 
     async def _help(self, dispatcher, tracker, asked) -> dict[str, Any]:
         dispatcher.utter_message(response="utter_help")
@@ -87,10 +87,6 @@ class CommandAction(Action, abc.ABC):
             return {}
         dispatcher.utter_message(response="utter_going_back")
         return {referral.CHANGE_ITEM: None, **referral.slots_to_clear(field, tracker.slots)}
-
-    async def _skip(self, dispatcher, tracker, asked) -> dict[str, Any]:
-        # Inside the form "skip" is an answer, checked by the validators.
-        return {}
 
     async def _pause(self, dispatcher, tracker, asked) -> dict[str, Any]:
         current, config = _settings()
@@ -141,13 +137,6 @@ class CommandAction(Action, abc.ABC):
             dispatcher.utter_message(response="utter_welcome_back")
             return []
         return [FollowupAction("action_handle_unexpected")]
-
-
-class ActionHandleCommand(CommandAction):
-    """Most commands; inside the form a rule runs the form next, which asks its question again."""
-
-    def name(self) -> str:
-        return "action_handle_command"
 
 
 class ActionDeleteAnswers(Action):

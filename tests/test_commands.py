@@ -286,3 +286,11 @@ async def test_an_answer_after_pause_is_handed_to_the_waiting_form(dispatcher, m
     assert said == []
     assert slot_events(events) == {"postal_code": "90210"}
     assert events[-1]["name"] == "referral_form"
+
+
+async def test_pause_after_sending_gives_no_code(dispatcher, make_tracker, domain):
+    slots = {**answered(), "referral_outcome": "submitted"}
+    events, said = await run(
+        ActionHandleCommand(), dispatcher, make_tracker, domain, slots, "pause", "pause", active_loop=None
+    )
+    assert said == [] and events[0]["name"] == "action_handle_unexpected"
