@@ -224,6 +224,8 @@ class ValidateReferralForm(FormValidationAction):
             consent_given_at=dt.datetime.fromisoformat(consent_at) if consent_at else None,
             crisis_flag=bool(tracker.get_slot("crisis_flag")),
             minimum=_settings()[1].routes.get(who, ()),
+            criteria=_settings()[1].criteria,
+            person_secret=_settings()[0].person_key_secret(),
         )
         uow = UnitOfWork(_settings()[0].database_url)
         for attempt in range(SUBMIT_ATTEMPTS):
@@ -239,14 +241,36 @@ class ValidateReferralForm(FormValidationAction):
             # form asks again, so the next "send" retries.
             dispatcher.utter_message(response="utter_submit_failed")
             return {"review": None}
-        log.info("referral submitted (created=%s)", result.created)
+        log.info("referral submitted (created=%s, band=%s)", result.created, result.band)
+        config = _settings()[1]
+        if result.redirect_to:
+            _redirect_with_safety(dispatcher, config.criteria, result.redirect_to)
         if who == "someone_else":
             _signpost_carer_support(dispatcher)
         return {
             "review": referral.REVIEW_SEND,
             "reference": result.reference,
             "referral_outcome": "submitted",
+            "urgency_band": result.band,
+            "expected_wait": config.criteria.waits.get(result.band or "", config.expected_wait),
         }
+
+
+def _redirect_with_safety(dispatcher: CollectingDispatcher, criteria, alternative_id: str) -> None:
+    """A named alternative, how to reach it, what happens today, and that they can come back."""
+    alternative = criteria.alternatives[alternative_id]
+    reason = next((r.reason for r in criteria.exclusions if r.redirect == alternative_id), "")
+    dispatcher.utter_message(
+        response="utter_redirect",
+        redirect_reason=reason,
+        alternative_name=alternative.name,
+        alternative_call=alternative.call,
+        alternative_how=alternative.how,
+        alternative_cost=alternative.cost,
+        alternative_languages=alternative.languages,
+        alternative_access=alternative.access,
+        alternative_transport=alternative.transport,
+    )
 
 
 def _signpost_carer_support(dispatcher: CollectingDispatcher) -> None:

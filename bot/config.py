@@ -16,6 +16,7 @@ defaults keep everything on loopback and in files under ``var/``.
 | RASA_TIMEOUT        | 10 (seconds, at most 10)             |
 | RASA_MODEL          | newest models/referral-*.tar.gz      |
 | SESSION_SECRET      | generated once into <var>/session_secret |
+| PERSON_KEY_SECRET   | generated once into <var>/person_key_secret |
 | SERVICE_CONFIG      | bot/service.yml                      |
 """
 
@@ -26,8 +27,12 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:
+    from bot.triage import Criteria
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +56,15 @@ class ServiceConfig:
     minimum_age: int
     is_example: bool
     routes: dict[str, tuple[str, ...]]
+    criteria: Criteria  # triage: versioned criteria, waits and alternatives
     team_phone: str  # "talk to a person": the team's own line
     team_hours: str  # when that line is answered, in words people read
     resume_days: int  # how long a pause code keeps working
 
     @classmethod
     def load(cls, path: Path) -> ServiceConfig:
+        from bot import dataset, triage
+
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError as err:
@@ -66,23 +74,25 @@ class ServiceConfig:
                 name=str(raw["name"]),
                 postal_format=str(raw["postal_format"]).lower(),
                 phone_region=str(raw["phone_region"]).upper(),
-                expected_wait=str(raw["expected_wait"]),
+                # What a routine referral is told; other bands have their own.
+                expected_wait=str(raw["triage"]["waits"]["routine"]),
                 local_crisis_line=str(raw["local_crisis_line"]),
                 minimum_age=int(raw.get("minimum_age", 18)),
                 is_example=bool(raw.get("example", False)),
                 routes={str(k): tuple(v) for k, v in (raw.get("routes") or {}).items()},
+                criteria=triage.load(raw["triage"], dataset.load().names),
                 team_phone=str(raw["team"]["phone"]),
                 team_hours=str(raw["team"]["hours"]),
                 resume_days=int(raw.get("resume_days", 7)),
             )
+        except triage.CriteriaError as err:
+            raise ConfigError(f"{path}: {err}") from err
         except (KeyError, TypeError, ValueError) as err:
             raise ConfigError(f"{path}: missing or bad setting: {err}") from err
         if not 1 <= config.resume_days <= 30:
             raise ConfigError(f"{path}: resume_days must be from 1 to 30")
         if config.postal_format not in ("us", "uk"):
             raise ConfigError(f"{path}: postal_format must be 'us' or 'uk'")
-        from bot import dataset
-
         known = set(dataset.load().names)
         for route, names in config.routes.items():
             if route not in ("self", "someone_else", "professional"):
@@ -137,16 +147,24 @@ class Settings:
 
     def session_secret(self, env: dict[str, str] | None = None) -> bytes:
         """SESSION_SECRET, or a development secret generated once under var/."""
+        return self._secret("SESSION_SECRET", self.secret_file, env)
+
+    def person_key_secret(self, env: dict[str, str] | None = None) -> bytes:
+        """PERSON_KEY_SECRET: the key of the hash that matches repeat referrals.
+        Kept apart from the session secret, so rotating one never breaks the other."""
+        return self._secret("PERSON_KEY_SECRET", self.var_dir / "person_key_secret", env)
+
+    def _secret(self, name: str, path: Path, env: dict[str, str] | None) -> bytes:
         env = os.environ if env is None else env
-        if env.get("SESSION_SECRET"):
-            return env["SESSION_SECRET"].encode()
-        if self.secret_file.exists():
-            return self.secret_file.read_bytes().strip()
+        if env.get(name):
+            return env[name].encode()
+        if path.exists():
+            return path.read_bytes().strip()
         self.var_dir.mkdir(parents=True, exist_ok=True)
         value = secrets.token_urlsafe(32).encode()
-        self.secret_file.write_bytes(value)
-        self.secret_file.chmod(0o600)
-        log.warning("SESSION_SECRET not set; generated a development secret in %s", self.secret_file)
+        path.write_bytes(value)
+        path.chmod(0o600)
+        log.warning("%s not set; generated a development secret in %s", name, path)
         return value
 
 

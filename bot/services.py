@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.exc import IntegrityError
 
-from bot import dataset, referral
+from bot import dataset, referral, triage
 from bot.store.models import (
     DATASET_COLUMNS,
     REFERRER_COLUMNS,
@@ -43,6 +43,8 @@ class Submission:
     consent_given_at: dt.datetime | None = None
     crisis_flag: bool = False
     minimum: tuple[str, ...] = ()  # the route's minimum information
+    criteria: triage.Criteria | None = None  # the service's triage criteria
+    person_secret: bytes | None = None  # key for matching repeat referrals
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,9 @@ class SubmitResult:
     reference: str
     created: bool
     dataset_complete: bool = field(default=False)
+    band: str | None = None
+    pathway: str | None = None
+    redirect_to: str | None = None
 
 
 def submit_referral(uow: UnitOfWork, submission: Submission) -> SubmitResult:
@@ -63,7 +68,7 @@ def submit_referral(uow: UnitOfWork, submission: Submission) -> SubmitResult:
     with uow:
         existing = uow.referrals.by_conversation(submission.conversation_id)
         if existing is not None:
-            return SubmitResult(existing.reference, False, existing.dataset_complete)
+            return _result(existing, created=False)
         values = referral.record(submission.answers, submission.minimum)
         referrer = values.pop("referrer")
         if values.get("date_of_birth"):
@@ -82,14 +87,17 @@ def submit_referral(uow: UnitOfWork, submission: Submission) -> SubmitResult:
             row.referrer = Referrer(**referrer)
         crisis = submission.crisis_flag or bool(uow.referrals.crisis_events(submission.conversation_id))
         if crisis:
-            _flag_for_today(row)
+            _flag_crisis(row)
+        result = _triage(uow, row, submission, crisis)
         uow.referrals.add(row)
         try:
             uow.session.flush()
             uow.referrals.add_event(row, "created", channel=submission.channel)
             uow.referrals.add_event(row, "submitted", dataset_complete=row.dataset_complete)
             if crisis:
-                uow.referrals.add_event(row, "flagged_same_day", reason="crisis in the conversation")
+                uow.referrals.add_event(row, "flagged_crisis", reason="crisis in the conversation")
+            if result is not None:
+                uow.referrals.add_event(row, "triaged", **result.as_dict(), reasons_text=list(result.reasons))
             if row.needs_clarification:
                 uow.referrals.add_event(row, "needs_clarification", missing=list(row.missing_fields))
             # Sent: a pause code would only reopen a finished chat.
@@ -100,16 +108,49 @@ def submit_referral(uow: UnitOfWork, submission: Submission) -> SubmitResult:
             existing = uow.referrals.by_conversation(submission.conversation_id)
             if existing is None:  # a reference collision, not a duplicate: try again
                 return submit_referral(uow, submission)
-            return SubmitResult(existing.reference, False, existing.dataset_complete)
-        return SubmitResult(row.reference, True, row.dataset_complete)
+            return _result(existing, created=False)
+        return _result(row, created=True)
 
 
-SAME_DAY = "same_day"
+def _result(row: Referral, created: bool) -> SubmitResult:
+    return SubmitResult(
+        row.reference, created, row.dataset_complete, row.urgency_band, row.pathway, row.redirect_to
+    )
 
 
-def _flag_for_today(row: Referral) -> None:
+def _triage(uow: UnitOfWork, row: Referral, submission: Submission, crisis: bool) -> triage.Result | None:
+    """Apply the service's criteria and keep the result, its reasons and version on the row."""
+    if submission.criteria is None:
+        return None
+    key = None
+    if submission.person_secret is not None:
+        key = triage.person_key(submission.person_secret, row.full_name, row.date_of_birth, row.postal_code)
+    since = utcnow() - dt.timedelta(days=triage.REPEAT_WINDOW_DAYS)
+    earlier = uow.referrals.count_for_person(key, since) if key else 0
+    result = triage.assess(
+        submission.criteria,
+        submission.answers,
+        crisis=crisis,
+        missing=list(row.missing_fields or []),
+        earlier_referrals=earlier,
+    )
+    row.person_key = key
+    row.urgency_band = result.band
+    row.pathway = result.pathway
+    row.triage_reasons = list(result.reasons)
+    row.criteria_version = result.criteria_version
+    row.redirect_to = result.redirect.id if result.redirect else None
+    row.repeat_referral = result.repeat_referral
+    return result
+
+
+EMERGENCY = "emergency"
+
+
+def _flag_crisis(row: Referral) -> None:
+    """A crisis in the conversation: the emergency band, handed to the crisis route."""
     row.crisis_flag = True
-    row.urgency_band = SAME_DAY
+    row.urgency_band = EMERGENCY
 
 
 def record_crisis_event(
@@ -121,8 +162,8 @@ def record_crisis_event(
     resources: list[dict],
     detector_version: str = "",
 ) -> bool:
-    """Record that crisis signposting was shown; flag a referral already sent from
-    this conversation for same-day review. Returns whether a referral was flagged.
+    """Record that crisis signposting was shown; move a referral already sent from
+    this conversation to the emergency band. Returns whether a referral was flagged.
     """
     with uow:
         uow.referrals.add_crisis_event(
@@ -138,8 +179,8 @@ def record_crisis_event(
         existing = uow.referrals.by_conversation(conversation_id)
         flagged = False
         if existing is not None and not existing.crisis_flag:
-            _flag_for_today(existing)
-            uow.referrals.add_event(existing, "flagged_same_day", reason="crisis after submission")
+            _flag_crisis(existing)
+            uow.referrals.add_event(existing, "flagged_crisis", reason="crisis after submission")
             flagged = True
         uow.commit()
         return flagged
@@ -168,6 +209,11 @@ def as_record(row: Referral) -> dict:
     out["status"] = row.status
     out["crisis_flag"] = row.crisis_flag
     out["urgency_band"] = row.urgency_band
+    out["pathway"] = row.pathway
+    out["triage_reasons"] = list(row.triage_reasons or [])
+    out["criteria_version"] = row.criteria_version
+    out["redirect_to"] = row.redirect_to
+    out["repeat_referral"] = row.repeat_referral
     out["needs_clarification"] = row.needs_clarification
     out["missing_fields"] = list(row.missing_fields or [])
     out["referrer"] = (

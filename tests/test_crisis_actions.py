@@ -233,8 +233,8 @@ async def test_a_referral_sent_after_a_crisis_is_flagged_for_today(dispatcher, m
     )
     slots = slots_of(await ValidateReferralForm().run(dispatcher, tracker, domain))
     record = services.find_referral(UnitOfWork(store), slots["reference"])
-    assert record["crisis_flag"] is True and record["urgency_band"] == "same_day"
-    assert "flagged_same_day" in [e["kind"] for e in record["events"]]
+    assert record["crisis_flag"] is True and record["urgency_band"] == "emergency"
+    assert "flagged_crisis" in [e["kind"] for e in record["events"]]
 
 
 async def test_a_crisis_after_sending_flags_the_sent_referral(dispatcher, make_tracker, domain, store):
@@ -248,7 +248,7 @@ async def test_a_crisis_after_sending_flags_the_sent_referral(dispatcher, make_t
     )
     await ActionCrisisFollowUp().run(dispatcher, tracker, domain)
     record = services.find_referral(UnitOfWork(store), reference)
-    assert record["crisis_flag"] is True and record["urgency_band"] == "same_day"
+    assert record["crisis_flag"] is True and record["urgency_band"] == "emergency"
 
 
 async def test_the_fallback_checks_for_crisis_across_turns(dispatcher, make_tracker, domain):

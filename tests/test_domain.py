@@ -183,9 +183,8 @@ def test_crisis_numbers_are_in_the_opening_and_every_failure_message(domain):
 
 def test_submission_message_carries_the_protocol_payload(domain):
     [variant] = domain["responses"]["utter_referral_submitted"]
-    assert variant["custom"] == {
-        "submitted": {"reference": "{reference}", "expected_wait": "{expected_wait}"}
-    }
+    submitted = {"reference": "{reference}", "expected_wait": "{expected_wait}", "band": "{urgency_band}"}
+    assert variant["custom"] == {"submitted": submitted}
 
 
 CRISIS_RESPONSES = ("utter_crisis_imminent", "utter_crisis_self", "utter_crisis_other", "utter_crisis_danger")

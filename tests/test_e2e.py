@@ -73,7 +73,7 @@ def test_a_full_self_referral_is_stored_as_given(stack):
 
     reply = client.say("Send my referral")
     submitted = reply.submitted
-    assert submitted and submitted["expected_wait"] == "10 working days"
+    assert submitted and submitted["expected_wait"] == "within 10 working days"
     assert any("988" in t and "911" in t and "(555) 010-0100" in t for t in reply.texts)
 
     [record] = [r for r in exported(stack) if r["reference"] == submitted["reference"]]

@@ -58,7 +58,7 @@ def test_a_crisis_as_a_form_answer_is_not_stored_and_the_referral_is_flagged(sta
     reference = reply.submitted["reference"]
     [record] = [r for r in exported(stack) if r["reference"] == reference]
     assert record["presenting_problem"] == answers["presenting_problem"]
-    assert record["crisis_flag"] is True and record["urgency_band"] == "same_day"
+    assert record["crisis_flag"] is True and record["urgency_band"] == "emergency"
 
 
 def test_spanish_gets_its_crisis_response_in_spanish(stack):

@@ -62,6 +62,10 @@ class _ReferralBase(Base):
     needs_clarification = Column(Boolean, nullable=False, default=False)
     missing_fields = Column(JSON, nullable=False, default=list)
     criteria_version = Column(String(40), nullable=True)
+    # The triage engine's suggestion (bot/triage.py), with its reasons.
+    triage_reasons = Column(JSON, nullable=False, default=list)
+    redirect_to = Column(String(60), nullable=True)
+    repeat_referral = Column(Boolean, nullable=False, default=False)
     person_key = Column(String(64), nullable=True, index=True)
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
     updated_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from bot.store.models import CrisisEvent, Referral, ReferralEvent, ResumeCode
@@ -31,6 +32,14 @@ class ReferralRepository:
             .where(Referral.reference == reference)
             .options(selectinload(Referral.events))
         ).one_or_none()
+
+    def count_for_person(self, person_key: str, since: dt.datetime) -> int:
+        """Referrals of the person with this keyed hash submitted since ``since``."""
+        return self.session.scalar(
+            select(func.count(Referral.id)).where(
+                Referral.person_key == person_key, Referral.submitted_at >= since
+            )
+        )
 
     def add_crisis_event(self, event: CrisisEvent) -> None:
         self.session.add(event)
