@@ -22,8 +22,9 @@ from rasa_sdk.types import DomainDict
 from actions.crisis import check_in_if_retracted, recent_user_texts, respond_to_second_line
 from actions.settings import rules as _rules
 from actions.settings import settings as _settings
-from bot import dataset, referral, services, validators
+from bot import dataset, measures, referral, services, validators
 from bot.crisis import assess
+from bot.crisis.types import Assessment
 from bot.dataset import NON_ANSWERS, SKIPPED
 from bot.store.db import StoreUnavailable
 from bot.store.unit_of_work import UnitOfWork
@@ -135,6 +136,16 @@ class ValidateReferralForm(FormValidationAction):
         ):
             dispatcher.utter_message(response="utter_invalid_referrer_contact_route")
             return {"referrer_phone": None, "referrer_email": None}
+        elif slot == measures.ITEM_9 and measures.item_9_positive(value):
+            # Any answer above zero to PHQ-9 item 9: the direct safety question
+            # at once (the safety form), and a red flag at triage.
+            result = Assessment(
+                level="ask",
+                subject="self",
+                categories=("phq9_item9",),
+                language=tracker.get_slot("language") or "en",
+            )
+            return {slot: value, **await respond_to_second_line(dispatcher, tracker, result)}
         elif slot == "person_consent_status":
             dispatcher.utter_message(response=referral.CONSENT_STATUS_RESPONSES[value])
         elif slot == "contact_preference":
@@ -178,6 +189,20 @@ class ValidateReferralForm(FormValidationAction):
             return {"referrer_type": None}
         # Chooses the third-person wording of every question about the person.
         return {"referrer_type": code, "referral_about": "self" if code == referral.SELF else "other"}
+
+    async def validate_measures_offer(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker
+    ) -> dict[str, Any]:
+        answer = validators.parse_yes_no(_text(value))
+        if answer is None and validators.non_answer(_text(value)) is not None:
+            answer = False
+        if answer is None:
+            dispatcher.utter_message(response="utter_invalid_yes_no")
+            return {referral.MEASURES_OFFER: None}
+        result: dict[str, Any] = {referral.MEASURES_OFFER: answer}
+        if not answer:
+            result.update({spec.name: SKIPPED for spec in dataset.load().section("measures")})
+        return result
 
     async def validate_optional_questions(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker

@@ -20,6 +20,7 @@ EASY_READ = "easy_read"  # a dataset field, but asked before everything else
 CONSENT = "consent"
 REFERRER_TYPE = "referrer_type"
 OPTIONAL_QUESTIONS = "optional_questions"
+MEASURES_OFFER = "measures_offer"
 CHANGE_ITEM = "change_item"
 REVIEW = "review"
 REVIEW_SEND = "send"
@@ -88,6 +89,11 @@ def required_slots(answers: Mapping[str, object]) -> list[str]:
             who == "professional" or answers.get("current_risk") in ("yes", "unclear")
         ):
             slots.append("current_risk_details")
+    if who == SELF:
+        # Standard measures are self-report: offered to the person only.
+        slots.append(MEASURES_OFFER)
+        if answers.get(MEASURES_OFFER) is True:
+            slots.extend(spec.name for spec in ds.section("measures"))
     slots.append(OPTIONAL_QUESTIONS)
     if answers.get(OPTIONAL_QUESTIONS) is True:
         slots.extend(spec.name for spec in ds.section("extra"))
@@ -116,6 +122,8 @@ def slots_to_clear(field: str, answers: Mapping[str, object]) -> dict[str, objec
     if field == OPTIONAL_QUESTIONS and answers.get(OPTIONAL_QUESTIONS) is False:
         # A "no" marked every optional question skipped; a "yes" now must ask them.
         cleared.update({spec.name: None for spec in dataset.load().section("extra")})
+    if field == MEASURES_OFFER and answers.get(MEASURES_OFFER) is False:
+        cleared.update({spec.name: None for spec in dataset.load().section("measures")})
     if answers.get(REVIEW) == REVIEW_CHANGE:
         cleared[REVIEW] = None
     return cleared
@@ -162,6 +170,8 @@ def display_value(spec: FieldSpec, value: object) -> str:
         ]
     if isinstance(value, bool):
         return "Yes" if value else "No"
+    if spec.type == "int" and spec.choices and isinstance(value, int):
+        return spec.choices[value]
     if spec.name == "current_risk":
         return {"yes": "Yes", "no": "No", "unclear": "Not sure"}.get(str(value), str(value))
     text = str(value)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.exc import IntegrityError
 
-from bot import dataset, referral, triage
+from bot import dataset, measures, referral, triage
 from bot.store.models import (
     DATASET_COLUMNS,
     REFERRER_COLUMNS,
@@ -73,6 +73,7 @@ def submit_referral(uow: UnitOfWork, submission: Submission) -> SubmitResult:
         referrer = values.pop("referrer")
         if values.get("date_of_birth"):
             values["date_of_birth"] = dt.date.fromisoformat(str(values["date_of_birth"]))
+        values.update(measures.scores(submission.answers))
         row = Referral(
             reference=new_reference(),
             conversation_id=submission.conversation_id,
@@ -214,6 +215,8 @@ def as_record(row: Referral) -> dict:
     out["criteria_version"] = row.criteria_version
     out["redirect_to"] = row.redirect_to
     out["repeat_referral"] = row.repeat_referral
+    for name in ("phq9_score", "phq9_severity", "gad7_score", "gad7_severity"):
+        out[name] = getattr(row, name)
     out["needs_clarification"] = row.needs_clarification
     out["missing_fields"] = list(row.missing_fields or [])
     out["referrer"] = (

@@ -258,10 +258,23 @@ def check(spec: FieldSpec, text: str | None, rules: Rules, allow_unknown: bool =
         if allow_unknown and status == UNKNOWN:
             return Outcome(UNKNOWN)
         return problem("cannot_skip")
+    if spec.type == "int" and spec.choices:
+        return _check_score(spec, text)
     if not has_words(text):
         return problem("no_words")
     checker = _CHECKERS.get(spec.name) or _CHECKERS.get(spec.input, _check_text)
     return checker(spec, text, rules)
+
+
+def _check_score(spec: FieldSpec, text: str) -> Outcome:
+    """A questionnaire answer: its score, the position of the choice (0 to 3).
+
+    A bare number is asked again: "2" could be the score or the second choice.
+    """
+    choice = None if text.strip().isdigit() else match_choice(text, spec.choices)
+    if choice is not None:
+        return Outcome(spec.choices.index(choice))
+    return problem("frequency")
 
 
 def _check_text(spec: FieldSpec, text: str, rules: Rules) -> Outcome:

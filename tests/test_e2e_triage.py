@@ -59,3 +59,22 @@ def test_an_out_of_area_postal_code_is_redirected_to_the_right_place(stack):
     text = "\n".join(said)
     assert "local community mental health access team" in text and "(555) 010-0160" in text
     assert record["pathway"] == "redirect" and record["redirect_to"] == "neighbouring_access_team"
+
+
+def test_the_standard_measures_are_scored_and_item_9_asks_the_safety_question_at_once(stack):
+    client = ChatClient(stack.web_url)
+    answers = {**SELF, "measures_offer": "Yes"}
+    answers.update({f"phq9_{i}": "Several days" for i in range(1, 10)})
+    answers.update({f"gad7_{i}": "More than half the days" for i in range(1, 8)})
+    reply = play(client, answers, stop_at="phq9_9")
+    assert "Thoughts that you would be better off dead or of hurting yourself in some way" in reply.texts[-1]
+    reply = client.say("Several days")
+    assert reply.question["field"] == "risk_check"  # the direct safety question, at once
+    reply = client.say("No")
+    play(client, answers, first=reply)
+    reply = client.say("send")
+    record = json.loads(stack.cli("referrals", "show", reply.submitted["reference"]).stdout)
+    assert (record["phq9_score"], record["phq9_severity"]) == (9, "mild")
+    assert (record["gad7_score"], record["gad7_severity"]) == (14, "moderate")
+    assert record["phq9_9"] == 1 and record["urgency_band"] == "same_day"
+    assert reply.submitted["band"] == "same_day"

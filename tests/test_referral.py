@@ -3,6 +3,7 @@ from bot.dataset import DECLINED, SKIPPED, UNKNOWN
 from bot.dataset import load as load_dataset
 
 ACCESS = {spec.name for spec in load_dataset().section("access")}
+MEASURES = {spec.name for spec in load_dataset().section("measures")}
 
 
 def answered(**overrides):
@@ -28,8 +29,10 @@ def answered(**overrides):
         "safeguarding_concerns": "no",
         "current_medications": "none",
         "current_supports": "sister",
+        "measures_offer": False,
     }
     values.update({spec.name: SKIPPED for spec in dataset.load().section("access")})
+    values.update({spec.name: SKIPPED for spec in dataset.load().section("measures")})
     values.update(overrides)
     return values
 
@@ -149,7 +152,7 @@ def test_contact_route_rules():
 def test_record_lists_non_answers_and_completeness():
     record = referral.record(answered(allergies=UNKNOWN))
     assert record["declined_fields"] == ["self_harm_history"]
-    assert set(record["skipped_fields"]) == {"preferred_name", "pronouns", "email"} | ACCESS
+    assert set(record["skipped_fields"]) == {"preferred_name", "pronouns", "email"} | ACCESS | MEASURES
     assert record["unknown_fields"] == ["allergies"]
     assert record["self_harm_history"] is None
     assert record["dataset_complete"] is True

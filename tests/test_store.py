@@ -14,6 +14,7 @@ from bot.store.models import Base
 from bot.store.unit_of_work import UnitOfWork
 
 ACCESS = {spec.name for spec in load_dataset().section("access")}
+MEASURES = {spec.name for spec in load_dataset().section("measures")}
 
 
 def submission(conversation_id="conv-1", **overrides):
@@ -39,7 +40,7 @@ def test_a_submitted_referral_reads_back_with_typed_fields(database_url):
     assert record["date_of_birth"] == "1990-03-14"
     assert record["safe_to_leave_message"] is True
     assert record["declined_fields"] == ["self_harm_history"]
-    assert set(record["skipped_fields"]) == {"preferred_name", "pronouns", "email"} | ACCESS
+    assert set(record["skipped_fields"]) == {"preferred_name", "pronouns", "email"} | ACCESS | MEASURES
     assert record["dataset_complete"] is True
     assert record["consent_given_at"].startswith("2026-11-22T09:00:00")
     assert [e["kind"] for e in record["events"]] == ["created", "submitted"]

@@ -31,7 +31,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-_COLUMN_TYPES = {"text": Text, "date": Date, "bool": Boolean}
+_COLUMN_TYPES = {"text": Text, "date": Date, "bool": Boolean, "int": Integer}
 
 
 def _columns(specs) -> dict[str, Column]:
@@ -66,6 +66,11 @@ class _ReferralBase(Base):
     triage_reasons = Column(JSON, nullable=False, default=list)
     redirect_to = Column(String(60), nullable=True)
     repeat_referral = Column(Boolean, nullable=False, default=False)
+    # Standard measures, worked out at submission from the item scores.
+    phq9_score = Column(Integer, nullable=True)
+    phq9_severity = Column(String(30), nullable=True)
+    gad7_score = Column(Integer, nullable=True)
+    gad7_severity = Column(String(30), nullable=True)
     person_key = Column(String(64), nullable=True, index=True)
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
     updated_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow)
