@@ -22,7 +22,7 @@ from rasa_sdk.types import DomainDict
 from actions.crisis import check_in_if_retracted, recent_user_texts, respond_to_second_line
 from actions.settings import rules as _rules
 from actions.settings import settings as _settings
-from bot import dataset, measures, referral, services, validators
+from bot import dataset, measures, referral, services, triage, validators
 from bot.crisis import assess
 from bot.crisis.types import Assessment
 from bot.dataset import NON_ANSWERS, SKIPPED
@@ -268,6 +268,9 @@ class ValidateReferralForm(FormValidationAction):
             return {"review": None}
         log.info("referral submitted (created=%s, band=%s)", result.created, result.band)
         config = _settings()[1]
+        fit = triage.fit(config.criteria, tracker.slots)
+        if fit:
+            dispatcher.utter_message(response="utter_service_fit", service_fit="\n".join(fit))
         if result.redirect_to:
             _redirect_with_safety(dispatcher, config.criteria, result.redirect_to)
         if who == "someone_else":

@@ -80,6 +80,7 @@ class Criteria:
     exclusions: tuple[Rule, ...]
     alternatives: Mapping[str, Alternative]
     waits: Mapping[str, str]
+    matching: tuple[tuple[Mapping, str], ...] = ()  # (condition, what to say)
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ def load(raw: Mapping, fields: Sequence[str]) -> Criteria:
             exclusions=tuple(_rule(r) for r in raw.get("exclusions") or ()),
             alternatives=alternatives,
             waits={str(k): str(v) for k, v in raw["waits"].items()},
+            matching=tuple((m["when"], str(m["say"])) for m in raw.get("matching") or ()),
         )
     except (KeyError, TypeError) as err:
         raise CriteriaError(f"triage: missing or bad setting: {err}") from err
@@ -139,6 +141,8 @@ def load(raw: Mapping, fields: Sequence[str]) -> Criteria:
         for condition in (rule.when, rule.unless):
             if condition is not None:
                 _check(condition, known, rule.id)
+    for number, (condition, _) in enumerate(criteria.matching, 1):
+        _check(condition, known, f"matching {number}")
     ids = [r.id for r in criteria.red_flags + criteria.priority_rules + criteria.exclusions]
     if len(ids) != len(set(ids)):
         raise CriteriaError("triage rule ids must be unique")
@@ -297,6 +301,11 @@ def assess(
         repeat_referral=repeat,
         rules=tuple(fired),
     )
+
+
+def fit(criteria: Criteria, answers: Mapping[str, object]) -> list[str]:
+    """What the configuration says about how the service fits these answers."""
+    return [say for condition, say in criteria.matching if matches(condition, answers)]
 
 
 # ---------------------------------------------------------------- repeat referrals

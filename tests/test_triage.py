@@ -272,3 +272,27 @@ def test_a_third_referral_of_the_same_person_is_flagged(database_url):
         uow.commit()
     fourth = submit(database_url, "bounce-3", routine())
     assert services.find_referral(UnitOfWork(database_url), fourth.reference)["repeat_referral"] is True
+
+
+def test_how_the_service_fits_is_explained_from_the_configuration():
+    answers = routine(
+        service_preferences="Talking therapy", insurance="No insurance", interpreter_needed=True
+    )
+    assert triage.fit(CRITERIA, answers) == [
+        "We offer talking therapy, one to one or in a group, in person or by video.",
+        "Our service is free. You do not need insurance.",
+        "We will book an interpreter for you, at no cost.",
+    ]
+    assert triage.fit(CRITERIA, routine(insurance="Medicaid")) == []
+
+
+@pytest.mark.scoring
+def test_what_the_configuration_says_to_people_reads_at_grade_6_or_below():
+    import textstat
+
+    said = [say for _, say in CRITERIA.matching] + [r.reason for r in CRITERIA.exclusions]
+    said += [
+        f"{a.how} {a.cost} {a.languages} {a.access} {a.transport}" for a in CRITERIA.alternatives.values()
+    ]
+    hard = [(textstat.flesch_kincaid_grade(t), t) for t in said if textstat.flesch_kincaid_grade(t) > 6]
+    assert hard == []
