@@ -86,7 +86,11 @@ def submit_referral(uow: UnitOfWork, submission: Submission) -> SubmitResult:
         )
         if referrer is not None:
             row.referrer = Referrer(**referrer)
-        crisis = submission.crisis_flag or bool(uow.referrals.crisis_events(submission.conversation_id))
+        # A crisis shown in the conversation; a direct question answered "no"
+        # (level "ask") is not one.
+        crisis = submission.crisis_flag or any(
+            e.level in ("crisis", "imminent") for e in uow.referrals.crisis_events(submission.conversation_id)
+        )
         if crisis:
             _flag_crisis(row)
         result = _triage(uow, row, submission, crisis)

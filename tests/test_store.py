@@ -122,3 +122,15 @@ def test_a_supported_referral_keeps_the_referrer_apart(database_url):
     assert record["needs_clarification"] is True
     assert record["missing_fields"] == ["current_risk", "current_risk_details"]
     assert "needs_clarification" in [e["kind"] for e in record["events"]]
+
+
+def test_only_a_crisis_not_a_direct_question_answered_no_makes_the_emergency_band(database_url):
+    from test_triage import CRITERIA, routine
+
+    for conversation, level in (("asked-1", "ask"), ("crisis-1", "crisis")):
+        services.record_crisis_event(UnitOfWork(database_url), conversation, level, "self", [], [])
+        result = services.submit_referral(
+            UnitOfWork(database_url),
+            services.Submission(conversation, "self", routine(), criteria=CRITERIA, person_secret=b"k"),
+        )
+        assert result.band == ("routine" if level == "ask" else "emergency"), level
