@@ -284,7 +284,9 @@ class ValidateReferralForm(FormValidationAction):
         }
 
 
-def _redirect_with_safety(dispatcher: CollectingDispatcher, criteria, alternative_id: str) -> None:
+def _redirect_with_safety(
+    dispatcher: CollectingDispatcher, criteria: triage.Criteria, alternative_id: str
+) -> None:
     """A named alternative, how to reach it, what happens today, and that they can come back."""
     alternative = criteria.alternatives[alternative_id]
     reason = next((r.reason for r in criteria.exclusions if r.redirect == alternative_id), "")
