@@ -243,4 +243,12 @@ def find_referral(uow: UnitOfWork, reference: str) -> dict | None:
             return None
         record = as_record(row)
         record["events"] = [{"kind": e.kind, "at": e.at.isoformat(), "detail": e.detail} for e in row.events]
+        record["triage_note"] = TRIAGE_NOTE
         return record
+
+
+# Shown wherever staff read a triage result (the staff view of `referrals show`).
+TRIAGE_NOTE = (
+    "The urgency band sets how fast and by which route we respond, never whether the person gets help. "
+    "The pathway is a suggestion for staff to confirm."
+)

@@ -254,6 +254,7 @@ def test_the_result_is_stored_with_the_referral_and_as_an_event(database_url):
     assert (result.band, result.pathway) == ("same_day", triage.ACCEPT)
     record = services.find_referral(UnitOfWork(database_url), result.reference)
     assert record["urgency_band"] == "same_day" and record["pathway"] == triage.ACCEPT
+    assert "never whether the person gets help" in record["triage_note"]  # what staff read with it
     assert record["criteria_version"] == CRITERIA.version
     assert "Thoughts of suicide with a plan or preparations." in record["triage_reasons"]
     [event] = [e for e in record["events"] if e["kind"] == "triaged"]
