@@ -8,6 +8,7 @@
     referral-assistant crisis-check < messages.jsonl
     referral-assistant directory lookup POSTAL_CODE
     referral-assistant directory list
+    referral-assistant staff add USERNAME --role triage|admin [--password-stdin]
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     lookup = directory_commands.add_parser("lookup", help="resources shown right now in an area")
     lookup.add_argument("postal_code")
     directory_commands.add_parser("list", help="the configured areas")
+    staff = commands.add_parser("staff", help="staff accounts for the triage desk")
+    staff_commands = staff.add_subparsers(dest="staff_command", required=True)
+    add = staff_commands.add_parser("add", help="create an account (there is never a default one)")
+    add.add_argument("username")
+    add.add_argument("--role", choices=["triage", "admin"], required=True)
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin instead of asking"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -167,8 +176,40 @@ def _directory(args, settings: Settings) -> int:
     return 0
 
 
+def _staff(args, settings: Settings) -> int:
+    import getpass
+
+    from bot import staff
+    from bot.store.db import StoreUnavailable
+    from bot.store.unit_of_work import UnitOfWork
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Same password again: ") != password:
+            print("The two passwords differ. Nothing was created.", file=sys.stderr)
+            return 1
+    try:
+        secret = staff.add_staff(UnitOfWork(settings.database_url), args.username, password, args.role)
+    except staff.StaffError as err:
+        print(f"{err} Nothing was created.", file=sys.stderr)
+        return 1
+    except StoreUnavailable as err:
+        print(f"The referral store is not available ({err}). Run `referral-assistant migrate`?",
+              file=sys.stderr)
+        return 1
+    print(f"Created {args.role} account {args.username.strip().lower()}.")
+    if secret:
+        # Shown once: admins must add it to an authenticator app now.
+        print("Admins sign in with a code from an authenticator app. Add this account to the app now:")
+        print(f"  key: {secret}")
+        print(f"  or:  {staff.provisioning_uri(secret, args.username.strip().lower())}")
+    return 0
+
+
 _COMMANDS = {"run": _run, "train": _train, "migrate": _migrate, "referrals": _referrals,
-             "crisis-check": _crisis_check, "directory": _directory}
+             "crisis-check": _crisis_check, "directory": _directory, "staff": _staff}
 
 if __name__ == "__main__":
     sys.exit(main())

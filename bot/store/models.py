@@ -133,6 +133,33 @@ class ResumeCode(Base):
     expires_at = Column(DateTime(timezone=True), nullable=False)
 
 
+class StaffUser(Base):
+    """A member of staff who may read referrals. Passwords are scrypt hashes (bot/staff.py)."""
+
+    __tablename__ = "staff_users"
+
+    id = Column(Integer, primary_key=True)
+    username = Column(String(40), nullable=False, unique=True)
+    password_hash = Column(String(200), nullable=False)
+    role = Column(String(20), nullable=False)
+    totp_secret = Column(String(64), nullable=True)  # admins only
+    active = Column(Boolean, nullable=False, default=True)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class AuditEvent(Base):
+    """Who viewed or changed what, and when. Holds no personal data itself."""
+
+    __tablename__ = "audit_events"
+
+    id = Column(Integer, primary_key=True)
+    at = Column(DateTime(timezone=True), nullable=False, default=utcnow, index=True)
+    staff_username = Column(String(40), nullable=False, index=True)
+    action = Column(String(40), nullable=False)
+    referral_reference = Column(String(20), nullable=True, index=True)
+    detail = Column(JSON, nullable=False, default=dict)
+
+
 Referral.events = relationship(
     ReferralEvent, order_by=ReferralEvent.id, cascade="all, delete-orphan", lazy="raise"
 )
