@@ -9,6 +9,7 @@ with `referral-assistant staff add NAME --role admin`.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import functools
 import hashlib
 import hmac
@@ -16,11 +17,13 @@ import re
 import secrets
 import struct
 import time
+from dataclasses import dataclass
 from urllib.parse import quote
 
+from sqlalchemy import case, select
 from sqlalchemy.exc import IntegrityError
 
-from bot.store.models import StaffUser
+from bot.store.models import AuditEvent, Referral, StaffSession, StaffUser, utcnow
 from bot.store.unit_of_work import UnitOfWork
 
 ROLES = ("triage", "admin")
@@ -148,3 +151,115 @@ def authenticate(uow: UnitOfWork, username: str, password: str, code: str | None
 @functools.lru_cache(maxsize=1)
 def _dummy_hash() -> str:
     return hash_password(secrets.token_urlsafe(16))
+
+
+# ---------------------------------------------------------------- sessions
+
+IDLE_LIMIT = dt.timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    username: str
+    role: str
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(uow: UnitOfWork, user: StaffUser) -> str:
+    """A new session token for the cookie; only its hash is stored."""
+    token = secrets.token_urlsafe(32)
+    with uow:
+        uow.session.add(
+            StaffSession(token_hash=_token_hash(token), staff_username=user.username, role=user.role)
+        )
+        uow.commit()
+    return token
+
+
+def current(uow: UnitOfWork, token: str | None, now: dt.datetime | None = None) -> SignedIn | None:
+    """Who holds this token, if the session has not been idle for 15 minutes; it is kept alive."""
+    if not token:
+        return None
+    now = now or utcnow()
+    with uow:
+        row = uow.session.scalars(
+            select(StaffSession).where(StaffSession.token_hash == _token_hash(token))
+        ).one_or_none()
+        if row is None:
+            return None
+        seen = (
+            row.last_seen_at if row.last_seen_at.tzinfo else row.last_seen_at.replace(tzinfo=dt.timezone.utc)
+        )
+        if now - seen > IDLE_LIMIT:
+            uow.session.delete(row)
+            uow.commit()
+            return None
+        row.last_seen_at = now
+        signed_in = SignedIn(row.staff_username, row.role)
+        uow.commit()
+        return signed_in
+
+
+def end_session(uow: UnitOfWork, token: str | None) -> None:
+    if not token:
+        return
+    with uow:
+        uow.session.query(StaffSession).filter_by(token_hash=_token_hash(token)).delete()
+        uow.commit()
+
+
+# ---------------------------------------------------------------- audit and the queue
+
+
+def audit(uow: UnitOfWork, who: SignedIn, action: str, reference: str | None = None, **detail) -> None:
+    with uow:
+        uow.session.add(
+            AuditEvent(
+                staff_username=who.username, action=action, referral_reference=reference, detail=detail
+            )
+        )
+        uow.commit()
+
+
+def audit_trail(uow: UnitOfWork, reference: str | None = None) -> list[dict]:
+    with uow:
+        query = select(AuditEvent).order_by(AuditEvent.id)
+        if reference is not None:
+            query = query.where(AuditEvent.referral_reference == reference)
+        return [
+            {
+                "at": e.at.isoformat(),
+                "who": e.staff_username,
+                "action": e.action,
+                "reference": e.referral_reference,
+            }
+            for e in uow.session.scalars(query)
+        ]
+
+
+_BAND_ORDER = case(
+    {"emergency": 0, "same_day": 1, "urgent": 2, "routine": 3}, value=Referral.urgency_band, else_=4
+)
+
+
+def queue(uow: UnitOfWork) -> list[dict]:
+    """Referrals by band (most urgent first), then oldest first, with their flags."""
+    with uow:
+        rows = uow.session.scalars(select(Referral).order_by(_BAND_ORDER, Referral.submitted_at, Referral.id))
+        return [
+            {
+                "reference": r.reference,
+                "band": r.urgency_band,
+                "pathway": r.pathway,
+                "submitted_at": r.submitted_at.isoformat(),
+                "referrer_type": r.referrer_type,
+                "crisis_flag": r.crisis_flag,
+                "needs_clarification": r.needs_clarification,
+                "repeat_referral": r.repeat_referral,
+                "reasons": list(r.triage_reasons or []),
+            }
+            for r in rows
+        ]

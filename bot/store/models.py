@@ -147,6 +147,19 @@ class StaffUser(Base):
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
 
 
+class StaffSession(Base):
+    """A signed-in member of staff. Only a hash of the cookie's token is stored."""
+
+    __tablename__ = "staff_sessions"
+
+    id = Column(Integer, primary_key=True)
+    token_hash = Column(String(64), nullable=False, unique=True)
+    staff_username = Column(String(40), nullable=False, index=True)
+    role = Column(String(20), nullable=False)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    last_seen_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
 class AuditEvent(Base):
     """Who viewed or changed what, and when. Holds no personal data itself."""
 

@@ -20,6 +20,7 @@ from bot.config import MAX_MESSAGE_CHARS, ServiceConfig, Settings
 from bot.store.db import StoreUnavailable
 from bot.store.unit_of_work import UnitOfWork
 from bot.web import messages, session
+from bot.web import staff as staff_api
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
@@ -49,6 +50,7 @@ def create_app(settings: Settings) -> web.Application:
             web.static("/static", STATIC, append_version=False),
         ]
     )
+    app.add_routes(staff_api.routes(SETTINGS))
     return app
 
 

@@ -28,6 +28,19 @@ def upgrade() -> None:
         sa.UniqueConstraint('username'),
     )
     op.create_table(
+        'staff_sessions',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('token_hash', sa.String(length=64), nullable=False),
+        sa.Column('staff_username', sa.String(length=40), nullable=False),
+        sa.Column('role', sa.String(length=20), nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('id'),
+        sa.UniqueConstraint('token_hash'),
+    )
+    with op.batch_alter_table('staff_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_staff_sessions_staff_username'), ['staff_username'], unique=False)
+    op.create_table(
         'audit_events',
         sa.Column('id', sa.Integer(), nullable=False),
         sa.Column('at', sa.DateTime(timezone=True), nullable=False),
@@ -49,4 +62,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_audit_events_referral_reference'))
         batch_op.drop_index(batch_op.f('ix_audit_events_at'))
     op.drop_table('audit_events')
+    with op.batch_alter_table('staff_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_staff_sessions_staff_username'))
+    op.drop_table('staff_sessions')
     op.drop_table('staff_users')
