@@ -202,3 +202,15 @@ def stack(trained_model, tmp_path_factory):
     running.start()
     yield running
     running.stop()
+
+
+@pytest.fixture
+def settings_env(monkeypatch, tmp_path):
+    """The actions' settings read afresh from a var/ of the test's own (no DATABASE_URL)."""
+    from actions import settings as action_settings
+
+    monkeypatch.setenv("REFERRAL_VAR_DIR", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    action_settings.settings.cache_clear()
+    yield
+    action_settings.settings.cache_clear()

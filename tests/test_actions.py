@@ -3,21 +3,14 @@
 import pytest
 from test_referral import answered
 
-from actions import settings as action_settings
 from actions.fallback import ActionHandleUnexpected
 from actions.forms import ValidateReferralForm
 from bot import dataset, services
 from bot.dataset import SKIPPED
 from bot.store.unit_of_work import UnitOfWork
 
-
-@pytest.fixture(autouse=True)
-def settings_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("REFERRAL_VAR_DIR", str(tmp_path))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    action_settings.settings.cache_clear()
-    yield
-    action_settings.settings.cache_clear()
+# Every test reads the actions' settings afresh from its own var/.
+pytestmark = pytest.mark.usefixtures("settings_env")
 
 
 # Answers given before the date of birth is asked.

@@ -14,6 +14,9 @@ from bot import commands, referral, resume
 from bot.store.models import ResumeCode
 from bot.store.unit_of_work import UnitOfWork
 
+# Every test reads the actions' settings afresh from its own var/.
+pytestmark = pytest.mark.usefixtures("settings_env")
+
 # ---------------------------------------------------------------- the gate
 
 
@@ -116,15 +119,6 @@ def test_wrong_expired_replaced_and_sent_codes_do_not_work(database_url):
 
 
 # ---------------------------------------------------------------- the actions
-
-
-@pytest.fixture(autouse=True)
-def settings_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("REFERRAL_VAR_DIR", str(tmp_path))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    action_settings.settings.cache_clear()
-    yield
-    action_settings.settings.cache_clear()
 
 
 def asking(slot: str, **overrides) -> dict:

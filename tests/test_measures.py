@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from test_referral import answered
 
-from actions import settings as action_settings
 from actions.forms import ValidateReferralForm
 from bot import dataset, measures, referral, triage, validators
 from bot.config import Settings
@@ -83,14 +82,6 @@ def test_item_9_above_zero_is_a_red_flag_in_triage():
     assert triage.assess(raw_criteria, base).band == "routine"
     flagged = triage.assess(raw_criteria, {**base, "phq9_9": 1})
     assert flagged.band == "same_day" and "phq9_item9_positive" in flagged.rules
-
-
-@pytest.fixture
-def settings_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("REFERRAL_VAR_DIR", str(tmp_path))
-    action_settings.settings.cache_clear()
-    yield
-    action_settings.settings.cache_clear()
 
 
 @pytest.mark.parametrize(("answer", "asks_at_once"), [("Several days", True), ("Not at all", False)])
