@@ -184,6 +184,11 @@ def record_crisis_event(
         existing = uow.referrals.by_conversation(conversation_id)
         flagged = False
         if existing is not None and not existing.crisis_flag:
+            if existing.urgency_band != EMERGENCY:
+                uow.referrals.add_event(
+                    existing, "escalated", at_step="crisis_after_submission", to=EMERGENCY,
+                    **{"from": existing.urgency_band},
+                )
             _flag_crisis(existing)
             uow.referrals.add_event(existing, "flagged_crisis", reason="crisis after submission")
             flagged = True
@@ -210,6 +215,8 @@ def as_record(row: Referral) -> dict:
     out: dict[str, object] = {}
     for name in SYSTEM_FIELDS + DATASET_COLUMNS:
         value = getattr(row, name)
+        if isinstance(value, dt.datetime) and value.tzinfo is None:  # SQLite keeps no zone: it is UTC
+            value = value.replace(tzinfo=dt.timezone.utc)
         out[name] = value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else value
     out["status"] = row.status
     out["crisis_flag"] = row.crisis_flag

@@ -190,9 +190,7 @@ def current(uow: UnitOfWork, token: str | None, now: dt.datetime | None = None) 
         ).one_or_none()
         if row is None:
             return None
-        seen = (
-            row.last_seen_at if row.last_seen_at.tzinfo else row.last_seen_at.replace(tzinfo=dt.timezone.utc)
-        )
+        seen = _utc(row.last_seen_at)
         if now - seen > IDLE_LIMIT:
             uow.session.delete(row)
             uow.commit()
@@ -224,6 +222,11 @@ def audit(uow: UnitOfWork, who: SignedIn, action: str, reference: str | None = N
         uow.commit()
 
 
+def _utc(moment: dt.datetime) -> dt.datetime:
+    """SQLite hands back times without a zone; they are stored in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
 def audit_trail(uow: UnitOfWork, reference: str | None = None) -> list[dict]:
     with uow:
         query = select(AuditEvent).order_by(AuditEvent.id)
@@ -231,7 +234,7 @@ def audit_trail(uow: UnitOfWork, reference: str | None = None) -> list[dict]:
             query = query.where(AuditEvent.referral_reference == reference)
         return [
             {
-                "at": e.at.isoformat(),
+                "at": _utc(e.at).isoformat(),
                 "who": e.staff_username,
                 "action": e.action,
                 "reference": e.referral_reference,
@@ -254,7 +257,8 @@ def queue(uow: UnitOfWork) -> list[dict]:
                 "reference": r.reference,
                 "band": r.urgency_band,
                 "pathway": r.pathway,
-                "submitted_at": r.submitted_at.isoformat(),
+                "status": r.status,
+                "submitted_at": _utc(r.submitted_at).isoformat(),
                 "referrer_type": r.referrer_type,
                 "crisis_flag": r.crisis_flag,
                 "needs_clarification": r.needs_clarification,

@@ -7,6 +7,7 @@ saved) the turn, so Rasa never writes the rows back.
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -44,3 +45,30 @@ def count_events(tracker_db: Path, conversation_id: str) -> int:
         return connection.execute(
             text("SELECT COUNT(*) FROM events WHERE sender_id = :sender"), {"sender": conversation_id}
         ).scalar_one()
+
+
+def last_steps(tracker_db: Path) -> dict[str, tuple[str | None, float]]:
+    """For each stored conversation: the last question its form asked (a field
+    name, or None before the first question) and when it was last active (a
+    Unix time). Reads only `requested_slot` events: never what anyone typed.
+    """
+    if not tracker_db.exists():
+        return {}
+    steps: dict[str, str | None] = {}
+    try:
+        with _engine(tracker_db).connect() as connection:
+            for sender, data in connection.execute(
+                text(
+                    "SELECT sender_id, data FROM events "
+                    "WHERE type_name = 'slot' AND action_name = 'requested_slot' ORDER BY id"
+                )
+            ):
+                value = json.loads(data).get("value")
+                if isinstance(value, str):
+                    steps[sender] = value
+            last_active = dict(
+                connection.execute(text("SELECT sender_id, MAX(timestamp) FROM events GROUP BY sender_id"))
+            )
+    except SQLAlchemyError as err:
+        raise StoreUnavailable(type(err).__name__) from err
+    return {sender: (steps.get(sender), float(at or 0)) for sender, at in last_active.items()}

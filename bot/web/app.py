@@ -13,17 +13,19 @@ import logging
 from pathlib import Path
 
 import aiohttp
+import yaml
 from aiohttp import web
 
 from bot import resume, transcripts
 from bot.config import MAX_MESSAGE_CHARS, ServiceConfig, Settings
 from bot.store.db import StoreUnavailable
 from bot.store.unit_of_work import UnitOfWork
-from bot.web import messages, session
+from bot.web import desk, messages, session
 from bot.web import staff as staff_api
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
+OPENAPI = Path(__file__).with_name("openapi.yml")
 SETTINGS = web.AppKey("settings", Settings)
 SECRET = web.AppKey("secret", bytes)
 SERVICE = web.AppKey("service", ServiceConfig)
@@ -42,6 +44,7 @@ def create_app(settings: Settings) -> web.Application:
         [
             web.get("/", index),
             web.get("/healthz", health),
+            web.get("/api/openapi.json", openapi),
             web.get("/api/help-now", help_now),
             web.post("/api/chat/start", chat_start),
             web.post("/api/chat/restart", chat_restart),
@@ -51,6 +54,7 @@ def create_app(settings: Settings) -> web.Application:
         ]
     )
     app.add_routes(staff_api.routes(SETTINGS))
+    app.add_routes(desk.routes(SETTINGS, SECRET, SERVICE))
     return app
 
 
@@ -72,13 +76,18 @@ async def security_headers(request: web.Request, handler):
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    if request.path.startswith("/api/") or request.path == "/":
+    if request.path.startswith(("/api/", "/staff")) or request.path == "/":
         response.headers["Cache-Control"] = "no-store"
     return response
 
 
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The API description (bot/web/openapi.yml), kept in step by tests/test_openapi.py."""
+    return web.json_response(yaml.safe_load(OPENAPI.read_text()))
 
 
 async def help_now(request: web.Request) -> web.Response:

@@ -1,110 +1,292 @@
-"""The staff API (triage desk): sign in, the queue, one referral, the audit trail.
+"""The staff API (triage desk): sign in, the queue, one referral, decisions,
+the audit figures, exports and the audit trail.
 
 Every route but sign-in needs a staff session (cookie `ra_staff`, HttpOnly,
 SameSite=Strict, ended after 15 minutes idle). Refusals are a bare error
-code: nothing personal is ever in an error body. Every view of a referral or
-of the queue is written to the audit trail.
+code: nothing personal is ever in an error body. Every view of, or change to,
+a referral is written to the audit trail. Writes need a JSON body, so a
+cross-site form can never post one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import datetime as dt
 import functools
+import io
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from bot import services, staff
+from bot import decisions, fhir, figures, services, staff
+from bot.config import Settings
 from bot.store.db import StoreUnavailable
 from bot.store.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 COOKIE = "ra_staff"
+TRIAGE = ("triage", "admin")
+ADMIN = ("admin",)
+QUEUE_COLUMNS = (
+    "reference",
+    "band",
+    "pathway",
+    "status",
+    "submitted_at",
+    "referrer_type",
+    "crisis_flag",
+    "needs_clarification",
+    "repeat_referral",
+    "reasons",
+)
+
+Handler = Callable[[web.Request, staff.SignedIn], Awaitable[web.StreamResponse]]
+
+
+def uow(request: web.Request, settings_key) -> UnitOfWork:
+    return UnitOfWork(request.app[settings_key].database_url)
+
+
+def guard(settings_key, roles: tuple[str, ...], refuse: Callable[[str, int], web.StreamResponse]):
+    """Run the handler only for a signed-in member of staff with one of ``roles``."""
+
+    def wrap(handler: Handler):
+        @functools.wraps(handler)
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            try:
+                who = await asyncio.to_thread(
+                    staff.current, uow(request, settings_key), request.cookies.get(COOKIE)
+                )
+            except StoreUnavailable:
+                return refuse("unavailable", 503)
+            if who is None:
+                return refuse("not_signed_in", 401)
+            if who.role not in roles:
+                return refuse("forbidden", 403)
+            request["staff"] = who
+            try:
+                return await handler(request, who)
+            except StoreUnavailable:
+                return refuse("unavailable", 503)
+
+        return guarded
+
+    return wrap
+
+
+def set_session_cookie(request: web.Request, response: web.StreamResponse, token: str) -> None:
+    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=request.secure, path="/")
+
+
+def parse_period(query) -> figures.Period:
+    """``from`` and ``to`` as YYYY-MM-DD, both optional. Raises ValueError."""
+
+    def day(name: str) -> dt.date | None:
+        value = query.get(name) or None
+        return dt.date.fromisoformat(value) if value else None
+
+    return figures.Period(day("from"), day("to"))
+
+
+def csv_response(header: tuple[str, ...], rows, filename: str) -> web.Response:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows([_cell(v) for v in row] for row in rows)
+    return web.Response(
+        text=out.getvalue(),
+        content_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _cell(value: object) -> str:
+    """CSV text that a spreadsheet will never run as a formula."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        value = "; ".join(str(v) for v in value)
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def routes(settings_key) -> list[web.RouteDef]:
-    def uow(request: web.Request) -> UnitOfWork:
-        return UnitOfWork(request.app[settings_key].database_url)
-
     def requires(*roles: str):
-        def wrap(handler):
-            @functools.wraps(handler)
-            async def guarded(request: web.Request) -> web.StreamResponse:
-                try:
-                    who = await asyncio.to_thread(staff.current, uow(request), request.cookies.get(COOKIE))
-                except StoreUnavailable:
-                    return _error("unavailable", 503)
-                if who is None:
-                    return _error("not_signed_in", 401)
-                if who.role not in roles:
-                    return _error("forbidden", 403)
-                return await handler(request, who)
+        return guard(settings_key, roles, _error)
 
-            return guarded
+    def store(request: web.Request) -> UnitOfWork:
+        return uow(request, settings_key)
 
-        return wrap
+    def settings(request: web.Request) -> Settings:
+        return request.app[settings_key]
 
     async def login(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        if not isinstance(body, dict) or not all(
-            isinstance(body.get(k), str) for k in ("username", "password")
-        ):
+        body = await _json(request)
+        if body is None or not all(isinstance(body.get(k), str) for k in ("username", "password")):
             return _error("bad_request", 400)
         code = body.get("code") if isinstance(body.get("code"), str) else None
         try:
             user = await asyncio.to_thread(
-                staff.authenticate, uow(request), body["username"], body["password"], code
+                staff.authenticate, store(request), body["username"], body["password"], code
             )
         except StoreUnavailable:
             return _error("unavailable", 503)
         if user is None:
             log.info("staff sign-in refused")
             return _error("sign_in_failed", 401)
-        token = await asyncio.to_thread(staff.start_session, uow(request), user)
+        token = await asyncio.to_thread(staff.start_session, store(request), user)
         who = staff.SignedIn(user.username, user.role)
-        await asyncio.to_thread(staff.audit, uow(request), who, "sign_in")
+        await asyncio.to_thread(staff.audit, store(request), who, "sign_in")
         response = web.json_response({"username": user.username, "role": user.role})
-        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=request.secure, path="/")
+        set_session_cookie(request, response, token)
         return response
 
     async def logout(request: web.Request) -> web.Response:
-        await asyncio.to_thread(staff.end_session, uow(request), request.cookies.get(COOKIE))
+        await asyncio.to_thread(staff.end_session, store(request), request.cookies.get(COOKIE))
         response = web.json_response({"signed_out": True})
         response.del_cookie(COOKIE, path="/")
         return response
 
-    @requires("triage", "admin")
+    @requires(*TRIAGE)
     async def queue(request: web.Request, who: staff.SignedIn) -> web.Response:
-        rows = await asyncio.to_thread(staff.queue, uow(request))
-        await asyncio.to_thread(staff.audit, uow(request), who, "view_queue", count=len(rows))
+        rows = await asyncio.to_thread(staff.queue, store(request))
+        await asyncio.to_thread(staff.audit, store(request), who, "view_queue", count=len(rows))
         return web.json_response({"note": services.TRIAGE_NOTE, "referrals": rows})
 
-    @requires("triage", "admin")
+    @requires(*TRIAGE)
+    async def queue_csv(request: web.Request, who: staff.SignedIn) -> web.Response:
+        rows = await asyncio.to_thread(staff.queue, store(request))
+        await asyncio.to_thread(staff.audit, store(request), who, "export_queue", count=len(rows))
+        return csv_response(QUEUE_COLUMNS, ([r[c] for c in QUEUE_COLUMNS] for r in rows), "queue.csv")
+
+    @requires(*TRIAGE)
     async def referral(request: web.Request, who: staff.SignedIn) -> web.Response:
         reference = request.match_info["reference"].upper()
-        record = await asyncio.to_thread(services.find_referral, uow(request), reference)
+        record = await asyncio.to_thread(services.find_referral, store(request), reference)
         if record is None:
             return _error("not_found", 404)
-        await asyncio.to_thread(staff.audit, uow(request), who, "view_referral", reference)
+        await asyncio.to_thread(staff.audit, store(request), who, "view_referral", reference)
         return web.json_response(record)
 
-    @requires("admin")
+    @requires(*TRIAGE)
+    async def referral_fhir(request: web.Request, who: staff.SignedIn) -> web.Response:
+        reference = request.match_info["reference"].upper()
+        record = await asyncio.to_thread(services.find_referral, store(request), reference)
+        if record is None:
+            return _error("not_found", 404)
+        await asyncio.to_thread(staff.audit, store(request), who, "export_fhir", reference)
+        return web.json_response(
+            fhir.bundle(record, services.TRIAGE_NOTE), content_type="application/fhir+json"
+        )
+
+    def change(action: str, record: Callable[..., dict], fields: dict[str, type]):
+        """A POST that records something about one referral, audited."""
+
+        @requires(*TRIAGE)
+        async def handler(request: web.Request, who: staff.SignedIn) -> web.Response:
+            body = await _json(request)
+            if body is None or any(
+                k in body and body[k] is not None and not isinstance(body[k], kind)
+                for k, kind in fields.items()
+            ):
+                return _error("bad_request", 400)
+            reference = request.match_info["reference"].upper()
+            values = {k: body.get(k) for k in fields}
+            try:
+                if "contacted_at" in values and values["contacted_at"] is not None:
+                    values["contacted_at"] = dt.datetime.fromisoformat(values["contacted_at"])
+                result = await asyncio.to_thread(
+                    record, store(request), reference, who.username, **values, **extra(request, action)
+                )
+            except ValueError as err:
+                code = err.code if isinstance(err, decisions.DecisionError) else "bad_request"
+                return _error(code, 404 if code == "not_found" else 400)
+            await asyncio.to_thread(staff.audit, store(request), who, action, result["reference"])
+            return web.json_response(result)
+
+        return handler
+
+    def extra(request: web.Request, action: str) -> dict:
+        if action == "record_decision":
+            return {"alternatives": settings(request).service_config().criteria.alternatives}
+        return {}
+
+    @requires(*TRIAGE)
+    async def figures_json(request: web.Request, who: staff.SignedIn) -> web.Response:
+        try:
+            period = parse_period(request.query)
+        except ValueError:
+            return _error("bad_dates", 400)
+        numbers = await asyncio.to_thread(
+            figures.compute, store(request), settings(request).tracker_db, period
+        )
+        await asyncio.to_thread(staff.audit, store(request), who, "view_figures", **period.as_dict())
+        return web.json_response(numbers)
+
+    @requires(*TRIAGE)
+    async def figures_csv(request: web.Request, who: staff.SignedIn) -> web.Response:
+        try:
+            period = parse_period(request.query)
+        except ValueError:
+            return _error("bad_dates", 400)
+        numbers = await asyncio.to_thread(
+            figures.compute, store(request), settings(request).tracker_db, period
+        )
+        await asyncio.to_thread(staff.audit, store(request), who, "export_figures", **period.as_dict())
+        return csv_response(("breakdown", "group", "measure", "value"), figures.rows(numbers), "figures.csv")
+
+    @requires(*ADMIN)
     async def audit_trail(request: web.Request, who: staff.SignedIn) -> web.Response:
         reference = request.query.get("reference")
         return web.json_response(
-            {"events": await asyncio.to_thread(staff.audit_trail, uow(request), reference)}
+            {"events": await asyncio.to_thread(staff.audit_trail, store(request), reference)}
         )
 
     return [
         web.post("/api/staff/login", login),
         web.post("/api/staff/logout", logout),
         web.get("/api/staff/queue", queue),
+        web.get("/api/staff/queue.csv", queue_csv),
         web.get("/api/staff/referrals/{reference}", referral),
+        web.get("/api/staff/referrals/{reference}/fhir", referral_fhir),
+        web.post(
+            "/api/staff/referrals/{reference}/decision",
+            change(
+                "record_decision",
+                decisions.record_decision,
+                {"decision": str, "band": str, "redirect_to": str, "safety_action": str, "note": str},
+            ),
+        ),
+        web.post(
+            "/api/staff/referrals/{reference}/first-contact",
+            change(
+                "record_first_contact",
+                decisions.record_first_contact,
+                {"contacted_at": str, "risk_band": str, "note": str},
+            ),
+        ),
+        web.post(
+            "/api/staff/referrals/{reference}/redirect-outcome",
+            change("record_redirect_outcome", decisions.record_redirect_outcome, {"outcome": str}),
+        ),
+        web.get("/api/staff/figures", figures_json),
+        web.get("/api/staff/figures.csv", figures_csv),
         web.get("/api/staff/audit", audit_trail),
     ]
+
+
+async def _json(request: web.Request) -> dict | None:
+    if request.content_type != "application/json":
+        return None
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def _error(code: str, status: int) -> web.Response:

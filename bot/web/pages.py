@@ -1,0 +1,118 @@
+"""What every triage desk page shares: the layout, labels and small parts.
+
+Everything is built with :mod:`bot.web.html`, which escapes every value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from aiohttp import web
+
+from bot import dataset, staff
+from bot.web.html import Markup, document, el
+
+BAND_LABELS = {"emergency": "Emergency", "same_day": "Same day", "urgent": "Urgent", "routine": "Routine"}
+
+OUTCOME_LABELS = {
+    "engaged": "Engaged with the other service",
+    "re_referred": "Referred back to us",
+    "not_engaged": "Did not engage",
+}
+
+UNAVAILABLE = "The referral store cannot be reached just now. Please try again in a minute."
+
+
+def refuse_page(code: str, status: int) -> web.StreamResponse:
+    if code == "not_signed_in":
+        return see_other("/staff/login")
+    if code == "forbidden":
+        return page("No access", el("p", "Your role does not give access to this page."), status=403)
+    return page("Unavailable", el("p", UNAVAILABLE), status=503)
+
+
+def see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
+def page(
+    title: str,
+    body: Markup,
+    who: staff.SignedIn | None = None,
+    token: str = "",
+    status: int = 200,
+    current: str = "",
+) -> web.Response:
+    header = [el("a", "Skip to main content", href="#main", class_="skip")]
+    if who is not None:
+        links = [("/staff/queue", "Queue"), ("/staff/figures", "Audit figures")]
+        header.append(
+            el(
+                "header",
+                el("p", "Triage desk", class_="brand"),
+                el(
+                    "nav",
+                    el(
+                        "ul",
+                        [
+                            el(
+                                "li",
+                                el("a", label, href=href, aria_current="page" if href == current else None),
+                            )
+                            for href, label in links
+                        ],
+                    ),
+                    aria_label="Staff pages",
+                ),
+                el(
+                    "form",
+                    el("input", type="hidden", name="form_token", value=token),
+                    el("button", f"Sign out ({who.username})", type="submit"),
+                    method="post",
+                    action="/staff/logout",
+                    class_="signout",
+                ),
+            )
+        )
+    page = document(f"{title} – Triage desk", header, el("main", el("h1", title), body, id="main"))
+    return web.Response(text=page, content_type="text/html", status=status)
+
+
+def field(label: str, control: Markup, hint: str | None = None) -> Markup:
+    control_id = re.search(r' id="([^"]+)"', control).group(1)
+    return el(
+        "p",
+        el("label", label, for_=control_id),
+        el("span", hint, class_="hint", id=f"{control_id}-hint") if hint else None,
+        control,
+        class_="field",
+    )
+
+
+def when(value: str | None) -> str:
+    if not value:
+        return ""
+    moment = dt.datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc).strftime("%d %b %Y %H:%M UTC")
+
+
+def band(band: str | None) -> Markup:
+    return el("span", BAND_LABELS.get(band or "", "None"), class_=f"band band-{band or 'none'}")
+
+
+def answer(value: object) -> str:
+    if value is True:
+        return "Yes"
+    if value is False:
+        return "No"
+    return str(value)
+
+
+def label(name: str) -> str:
+    try:
+        return dataset.load().get(name).label or name
+    except KeyError:
+        return name
