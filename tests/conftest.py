@@ -214,3 +214,35 @@ def settings_env(monkeypatch, tmp_path):
     action_settings.settings.cache_clear()
     yield
     action_settings.settings.cache_clear()
+
+
+# ---------------------------------------------------------------- the triage desk
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+async def desk(tmp_path):
+    """The web service on a fresh SQLite store, with a triage account (tom) and
+    an admin (ada, whose TOTP secret is ``desk.admin_secret``). ``desk.url`` is
+    the store and ``desk.settings`` the service's settings."""
+    import dataclasses
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot import staff
+    from bot.config import Settings
+    from bot.store.migrate import upgrade
+    from bot.store.unit_of_work import UnitOfWork
+    from bot.web.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'referrals.db'}"
+    upgrade(url)
+    staff.add_staff(UnitOfWork(url), "tom", PASSWORD, "triage")
+    secret = staff.add_staff(UnitOfWork(url), "ada", PASSWORD, "admin")
+    settings = dataclasses.replace(Settings.from_env({"REFERRAL_VAR_DIR": str(tmp_path)}), database_url=url)
+    client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    client.url, client.admin_secret, client.settings = url, secret, settings
+    yield client
+    await client.close()

@@ -2,43 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from conftest import PASSWORD
 from test_triage import CRITERIA, routine
 
 from bot import services, staff
-from bot.config import Settings
-from bot.store.migrate import upgrade
 from bot.store.models import Referral, StaffSession
 from bot.store.unit_of_work import UnitOfWork
-from bot.web.app import create_app
 
-PASSWORD = "correct horse battery staple"
 ROUTES = ["/api/staff/queue", "/api/staff/referrals/CMH-AAAA-BBBB", "/api/staff/audit"]
 
 
-@pytest.fixture
-async def desk(tmp_path):
-    url = f"sqlite:///{tmp_path / 'referrals.db'}"
-    upgrade(url)
-    staff.add_staff(UnitOfWork(url), "tom", PASSWORD, "triage")
-    secret = staff.add_staff(UnitOfWork(url), "ada", PASSWORD, "admin")
-    settings = dataclasses.replace(Settings.from_env({"REFERRAL_VAR_DIR": str(tmp_path)}), database_url=url)
-    client = TestClient(TestServer(create_app(settings)))
-    await client.start_server()
-    client.url, client.admin_secret = url, secret
-    yield client
-    await client.close()
-
-
 async def sign_in(client, username, code=None):
-    response = await client.post(
-        "/api/staff/login", json={"username": username, "password": PASSWORD, "code": code}
-    )
-    return response
+    """Sign in through the API; an admin needs ``code=staff.totp(client.admin_secret)``."""
+    body = {"username": username, "password": PASSWORD, "code": code}
+    return await client.post("/api/staff/login", json=body)
 
 
 @pytest.mark.parametrize("path", ROUTES)
