@@ -66,9 +66,12 @@ def last_steps(tracker_db: Path) -> dict[str, tuple[str | None, float]]:
                 value = json.loads(data).get("value")
                 if isinstance(value, str):
                     steps[sender] = value
-            last_active = dict(
-                connection.execute(text("SELECT sender_id, MAX(timestamp) FROM events GROUP BY sender_id"))
-            )
+            last_active = {
+                sender: at
+                for sender, at in connection.execute(
+                    text("SELECT sender_id, MAX(timestamp) FROM events GROUP BY sender_id")
+                )
+            }
     except SQLAlchemyError as err:
         raise StoreUnavailable(type(err).__name__) from err
     return {sender: (steps.get(sender), float(at or 0)) for sender, at in last_active.items()}

@@ -108,8 +108,8 @@ def _cell(value: object) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        value = "; ".join(str(v) for v in value)
+    if isinstance(value, (list, tuple)):  # one item per line, within the quoted cell
+        value = "\n".join(str(v) for v in value)
     text = str(value)
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
