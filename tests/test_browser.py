@@ -1,4 +1,4 @@
-"""Browser tests: the web chat in real headless Chromium (Debian's), driven by Playwright.
+"""Browser tests: the web chat and the triage desk in real headless Chromium (Debian's), driven by Playwright.
 
 Screenshots go to tests/artifacts/screenshots/ (see README). A missing browser
 skips these tests locally, and fails them when REQUIRE_BROWSER is set (CI).
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -220,3 +222,116 @@ def test_pause_then_carry_on_from_the_code_in_another_browser(page, browser, sta
     other.wait_for_selector("text=Welcome back")
     assert wait_for_question(other, "referrer_type") == "referrer_type"
     context.close()
+
+
+# ---------------------------------------------------------------- the triage desk
+
+STAFF_PASSWORD = "browser desk password 1"
+BAND_RANK = {"Emergency": 0, "Same day": 1, "Urgent": 2, "Routine": 3, "None": 4}
+
+
+@pytest.fixture(scope="module")
+def desk_referrals(stack) -> dict[str, str]:
+    """A triage account made with the CLI, and three referrals in the running stack's store."""
+    from test_triage import CRITERIA, routine
+
+    from bot import services
+    from bot.store.unit_of_work import UnitOfWork
+
+    made = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("referral-assistant")),
+            "staff",
+            "add",
+            "nina",
+            "--role",
+            "triage",
+            "--password-stdin",
+        ],
+        input=STAFF_PASSWORD + "\n",
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    refs = {}
+    for key, answers, crisis in (
+        ("routine", routine(), False),
+        ("urgent", routine(recent_hospital_discharge=True), False),
+        ("emergency", routine(), True),
+    ):
+        refs[key] = services.submit_referral(
+            UnitOfWork(stack.database_url),
+            services.Submission(
+                f"desk-browser-{key}", "self", answers, crisis_flag=crisis, criteria=CRITERIA
+            ),
+        ).reference
+    return refs
+
+
+@pytest.fixture
+def staff_page(browser, stack, desk_referrals):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    page = context.new_page()
+    page.goto(stack.web_url + "/staff/queue")  # not signed in: sent to sign in
+    page.wait_for_selector("h1:has-text('Sign in')")
+    yield page
+    context.close()
+
+
+def staff_sign_in(page, password: str = STAFF_PASSWORD) -> None:
+    page.fill("#username", "nina")
+    page.fill("#password", password)
+    page.press("#password", "Enter")
+
+
+def test_staff_sign_in_queue_open_a_referral_and_record_a_decision(staff_page, desk_referrals, stack):
+    from bot import services
+    from bot.store.unit_of_work import UnitOfWork
+
+    page = staff_page
+    assert axe_violations(page) == []
+    staff_sign_in(page, "not the password at all")
+    page.wait_for_selector("[role=alert]:has-text('That did not work')")
+    staff_sign_in(page)
+    page.wait_for_selector("h1:has-text('Referral queue')")
+    screenshot(page, "6-staff-queue")
+    assert axe_violations(page) == []
+
+    rows = page.locator("table.queue tbody tr")
+    references = rows.locator("th a").all_inner_texts()
+    bands = [BAND_RANK[b] for b in rows.locator(".band").all_inner_texts()]
+    assert bands == sorted(bands)  # most urgent first
+    mine = [r for r in references if r in desk_referrals.values()]
+    assert mine == [desk_referrals[k] for k in ("emergency", "urgent", "routine")]
+    assert "Crisis" in rows.nth(references.index(desk_referrals["emergency"])).inner_text()
+
+    page.click(f"text={desk_referrals['urgent']}")
+    page.wait_for_selector(f"h1:has-text('Referral {desk_referrals['urgent']}')")
+    assert "never whether the person gets help" in page.inner_text("main")
+    assert "Left hospital in the last 4 weeks" in page.inner_text("main")
+    assert axe_violations(page) == []
+    page.check("#decision-accept")
+    page.click("button:has-text('Record the decision')")
+    page.wait_for_selector("[role=status]:has-text('Decision recorded.')")
+    screenshot(page, "7-staff-referral")
+    record = services.find_referral(UnitOfWork(stack.database_url), desk_referrals["urgent"])
+    [decision] = [e for e in record["events"] if e["kind"] == "decision"]
+    assert decision["detail"]["by"] == "nina" and decision["detail"]["decision"] == "accept"
+    assert record["status"] == "accepted"
+
+
+def test_staff_figures_page_is_accessible_with_charts(staff_page):
+    page = staff_page
+    staff_sign_in(page)
+    page.wait_for_selector("h1:has-text('Referral queue')")
+    page.click("nav >> text=Audit figures")
+    page.wait_for_selector("h1:has-text('Audit figures')")
+    assert page.locator("svg[role=img]").count() >= 3
+    screenshot(page, "8-staff-figures")
+    assert axe_violations(page) == []
+    page.click("text=Sign out")
+    page.wait_for_selector("h1:has-text('Sign in')")
+    page.goto(page.url.replace("/staff/login", "/staff/figures"))
+    page.wait_for_selector("h1:has-text('Sign in')")  # signed out: nothing without signing in again

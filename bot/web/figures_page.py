@@ -234,7 +234,9 @@ def _equity(name: str, groups: Mapping[str, dict]) -> Markup:
 
 def _bar_chart(title: str, values: Mapping[str, float], unit: str) -> Markup:
     """A horizontal bar chart in SVG with a text equivalent (role=img and a table)."""
-    width, bar, gap, label_width = 560, 22, 10, 220
+    width, bar, gap = 640, 22, 10
+    # About 8 units a character at the chart's 14px type, so long labels are never cut off.
+    label_width = min(320, 8 * max([len(label) for label in values] or [0]) + 16)
     biggest = max([v for v in values.values() if v] or [1])
     height = len(values) * (bar + gap) + gap
     bars = []
