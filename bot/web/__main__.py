@@ -11,8 +11,7 @@ from bot.web.app import create_app
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
-    web.run_app(create_app(settings), host=settings.host, port=settings.web_port,
-                access_log=None, print=None)
+    web.run_app(create_app(settings), host=settings.host, port=settings.web_port, access_log=None, print=None)
 
 
 if __name__ == "__main__":

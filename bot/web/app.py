@@ -207,9 +207,7 @@ async def chat_message(request: web.Request) -> web.Response:
 
 def _refuse(response_name: str, error: str, status: int) -> web.Response:
     log.info("chat message refused: %s", error)
-    return web.json_response(
-        {"error": error, "messages": [messages.message(response_name)]}, status=status
-    )
+    return web.json_response({"error": error, "messages": [messages.message(response_name)]}, status=status)
 
 
 async def _relay(request: web.Request, conversation_id: str, text: str) -> web.Response:

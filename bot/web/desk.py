@@ -272,43 +272,21 @@ def _queue(rows: list[dict]) -> Markup:
     note = el("p", services.TRIAGE_NOTE, class_="note")
     if not rows:
         return Markup(note + el("p", "There are no referrals in the queue."))
-    table = el(
-        "table",
-        el("caption", f"{len(rows)} referrals, most urgent first, then oldest first"),
-        el(
-            "thead",
-            el(
-                "tr",
-                [
-                    el("th", h, scope="col")
-                    for h in (
-                        "Reference",
-                        "Band",
-                        "Sent",
-                        "Referred by",
-                        "Flags",
-                        "Suggested pathway",
-                        "Status",
-                    )
-                ],
-            ),
-        ),
-        el(
-            "tbody",
-            [
-                el(
-                    "tr",
-                    el("th", el("a", r["reference"], href=f"/staff/referrals/{r['reference']}"), scope="row"),
-                    el("td", pages.band(r["band"])),
-                    el("td", pages.when(r["submitted_at"])),
-                    el("td", r["referrer_type"]),
-                    el("td", _flags(r) or "None"),
-                    el("td", PATHWAY_LABELS.get(r["pathway"] or "", r["pathway"] or "")),
-                    el("td", r["status"].replace("_", " ")),
-                )
-                for r in rows
-            ],
-        ),
+    table = pages.table(
+        f"{len(rows)} referrals, most urgent first, then oldest first",
+        ("Reference", "Band", "Sent", "Referred by", "Flags", "Suggested pathway", "Status"),
+        [
+            (
+                el("a", r["reference"], href=f"/staff/referrals/{r['reference']}"),
+                pages.band(r["band"]),
+                pages.when(r["submitted_at"]),
+                r["referrer_type"],
+                _flags(r) or "None",
+                PATHWAY_LABELS.get(r["pathway"] or "", r["pathway"] or ""),
+                r["status"].replace("_", " "),
+            )
+            for r in rows
+        ],
         class_="queue",
     )
     return Markup(note + table + el("p", el("a", "Download the queue as CSV", href="/api/staff/queue.csv")))
@@ -426,10 +404,10 @@ def _decision_form(reference: str, record: Mapping, alternatives: Mapping, token
     raisable = {
         b: pages.BAND_LABELS[b] for b in triage.BANDS if decisions.more_urgent(b, record["urgency_band"])
     }
-    return el(
-        "form",
-        el("h3", "Decision"),
-        el("input", type="hidden", name="form_token", value=token),
+    return pages.form(
+        "Decision",
+        f"/staff/referrals/{reference}/decision",
+        token,
         _choices("decision", DECISION_LABELS, "What is your decision?"),
         _select("band", "Raise the band (optional)", raisable, "Keep the current band") if raisable else None,
         _select(
@@ -445,17 +423,15 @@ def _decision_form(reference: str, record: Mapping, alternatives: Mapping, token
         pages.field(
             "Note (optional)", el("textarea", id="decision-note", name="note", rows="2", maxlength="1000")
         ),
-        el("button", "Record the decision", type="submit"),
-        method="post",
-        action=f"/staff/referrals/{reference}/decision",
+        button="Record the decision",
     )
 
 
 def _contact_form(reference: str, token: str) -> Markup:
-    return el(
-        "form",
-        el("h3", "First contact"),
-        el("input", type="hidden", name="form_token", value=token),
+    return pages.form(
+        "First contact",
+        f"/staff/referrals/{reference}/first-contact",
+        token,
         pages.field(
             "When the person was first reached (UTC; leave empty for now)",
             el("input", id="contacted_at", name="contacted_at", type="datetime-local"),
@@ -469,21 +445,17 @@ def _contact_form(reference: str, token: str) -> Markup:
         pages.field(
             "Note (optional)", el("textarea", id="contact-note", name="note", rows="2", maxlength="1000")
         ),
-        el("button", "Record first contact", type="submit"),
-        method="post",
-        action=f"/staff/referrals/{reference}/first-contact",
+        button="Record first contact",
     )
 
 
 def _outcome_form(reference: str, token: str) -> Markup:
-    return el(
-        "form",
-        el("h3", "Redirect outcome"),
-        el("input", type="hidden", name="form_token", value=token),
+    return pages.form(
+        "Redirect outcome",
+        f"/staff/referrals/{reference}/redirect-outcome",
+        token,
         _choices("outcome", pages.OUTCOME_LABELS, "What happened after the redirect?"),
-        el("button", "Record the outcome", type="submit"),
-        method="post",
-        action=f"/staff/referrals/{reference}/redirect-outcome",
+        button="Record the outcome",
     )
 
 
@@ -546,29 +518,10 @@ def _history(events: list[Mapping]) -> Markup:
     return el(
         "section",
         el("h2", "History"),
-        el(
-            "table",
-            el("caption", "What happened to this referral, oldest first"),
-            el(
-                "thead",
-                el(
-                    "tr",
-                    el("th", "When", scope="col"),
-                    el("th", "What", scope="col"),
-                    el("th", "Details", scope="col"),
-                ),
-            ),
-            el(
-                "tbody",
-                [
-                    el(
-                        "tr",
-                        el("td", pages.when(e["at"])),
-                        el("td", e["kind"].replace("_", " ")),
-                        el("td", detail(e)),
-                    )
-                    for e in events
-                ],
-            ),
+        pages.table(
+            "What happened to this referral, oldest first",
+            ("When", "What", "Details"),
+            [(pages.when(e["at"]), e["kind"].replace("_", " "), detail(e)) for e in events],
+            row_headers=False,
         ),
     )

@@ -47,41 +47,27 @@ def render(numbers: dict, problem: str | None) -> Markup:
         class_="headline",
     )
     by_band = numbers["by_band"]
-    times = el(
-        "table",
-        el("caption", "Hours from sending to decision, and from decision to first contact, by band"),
-        el(
-            "thead",
-            el(
-                "tr",
-                [
-                    el("th", h, scope="col")
-                    for h in (
-                        "Band",
-                        "Referrals",
-                        "To decision: median",
-                        "To decision: 90th percentile",
-                        "To first contact: median",
-                        "To first contact: 90th percentile",
-                    )
-                ],
-            ),
+    times = pages.table(
+        "Hours from sending to decision, and from decision to first contact, by band",
+        (
+            "Band",
+            "Referrals",
+            "To decision: median",
+            "To decision: 90th percentile",
+            "To first contact: median",
+            "To first contact: 90th percentile",
         ),
-        el(
-            "tbody",
-            [
-                el(
-                    "tr",
-                    el("th", pages.BAND_LABELS[band], scope="row"),
-                    el("td", row["referrals"]),
-                    el("td", _hours(row["submission_to_decision_hours"]["median"])),
-                    el("td", _hours(row["submission_to_decision_hours"]["p90"])),
-                    el("td", _hours(row["decision_to_first_contact_hours"]["median"])),
-                    el("td", _hours(row["decision_to_first_contact_hours"]["p90"])),
-                )
-                for band, row in by_band.items()
-            ],
-        ),
+        [
+            (
+                pages.BAND_LABELS[band],
+                row["referrals"],
+                _hours(row["submission_to_decision_hours"]["median"]),
+                _hours(row["submission_to_decision_hours"]["p90"]),
+                _hours(row["decision_to_first_contact_hours"]["median"]),
+                _hours(row["decision_to_first_contact_hours"]["p90"]),
+            )
+            for band, row in by_band.items()
+        ],
     )
     redirects = numbers["redirects"]
     outcome_rows = {
@@ -177,57 +163,38 @@ EQUITY_TITLES = {
 
 def _equity(name: str, groups: Mapping[str, dict]) -> Markup:
     def median_to_decision(numbers: dict) -> str:
-        values = [r["submission_to_decision_hours"]["median"] for r in numbers["by_band"].values()]
-        known = [v for v in values if v is not None]
-        return (
-            ", ".join(
-                f"{pages.BAND_LABELS[b]} {_hours(r['submission_to_decision_hours']['median'])}"
-                for b, r in numbers["by_band"].items()
-                if r["submission_to_decision_hours"]["median"] is not None
-            )
-            if known
-            else "–"
-        )
+        known = [
+            f"{pages.BAND_LABELS[b]} {_hours(r['submission_to_decision_hours']['median'])}"
+            for b, r in numbers["by_band"].items()
+            if r["submission_to_decision_hours"]["median"] is not None
+        ]
+        return ", ".join(known) or "–"
 
-    return el(
-        "table",
-        el("caption", EQUITY_TITLES.get(name, name)),
-        el(
-            "thead",
-            el(
-                "tr",
-                [
-                    el("th", h, scope="col")
-                    for h in (
-                        "Group",
-                        "Referrals",
-                        "Minimum dataset complete",
-                        "Median hours to decision",
-                        "Escalations",
-                        "Risk upgrades",
-                        "Redirected",
-                        "Repeat referrals",
-                    )
-                ],
-            ),
+    return pages.table(
+        EQUITY_TITLES.get(name, name),
+        (
+            "Group",
+            "Referrals",
+            "Minimum dataset complete",
+            "Median hours to decision",
+            "Escalations",
+            "Risk upgrades",
+            "Redirected",
+            "Repeat referrals",
         ),
-        el(
-            "tbody",
-            [
-                el(
-                    "tr",
-                    el("th", group, scope="row"),
-                    el("td", n["referrals"]),
-                    el("td", _percent(n["minimum_dataset_complete"]["share"])),
-                    el("td", median_to_decision(n)),
-                    el("td", n["urgent_escalations"]),
-                    el("td", n["risk_upgrades"]),
-                    el("td", n["redirects"]["redirected"]),
-                    el("td", n["repeat_referrals"]),
-                )
-                for group, n in groups.items()
-            ],
-        ),
+        [
+            (
+                group,
+                n["referrals"],
+                _percent(n["minimum_dataset_complete"]["share"]),
+                median_to_decision(n),
+                n["urgent_escalations"],
+                n["risk_upgrades"],
+                n["redirects"]["redirected"],
+                n["repeat_referrals"],
+            )
+            for group, n in groups.items()
+        ],
         class_="equity",
     )
 

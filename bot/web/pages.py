@@ -116,3 +116,39 @@ def label(name: str) -> str:
         return dataset.load().get(name).label or name
     except KeyError:
         return name
+
+
+def table(caption: str, headers: tuple[str, ...], rows, row_headers: bool = True, **attrs) -> Markup:
+    """A data table: column headers, and (by default) each row's first cell as its header."""
+    return el(
+        "table",
+        el("caption", caption),
+        el("thead", el("tr", [el("th", h, scope="col") for h in headers])),
+        el(
+            "tbody",
+            [
+                el(
+                    "tr",
+                    [
+                        el("th", cell, scope="row") if i == 0 and row_headers else el("td", cell)
+                        for i, cell in enumerate(row)
+                    ],
+                )
+                for row in rows
+            ],
+        ),
+        **attrs,
+    )
+
+
+def form(title: str, action: str, token: str, *fields: object, button: str) -> Markup:
+    """A POST form on a staff page, with its session-bound token."""
+    return el(
+        "form",
+        el("h3", title),
+        el("input", type="hidden", name="form_token", value=token),
+        *fields,
+        el("button", button, type="submit"),
+        method="post",
+        action=action,
+    )

@@ -163,22 +163,24 @@ def routes(settings_key) -> list[web.RouteDef]:
         await asyncio.to_thread(staff.audit, store(request), who, "export_queue", count=len(rows))
         return csv_response(QUEUE_COLUMNS, ([r[c] for c in QUEUE_COLUMNS] for r in rows), "queue.csv")
 
-    @requires(*TRIAGE)
-    async def referral(request: web.Request, who: staff.SignedIn) -> web.Response:
+    async def audited_record(request: web.Request, who: staff.SignedIn, action: str) -> dict | None:
+        """The referral named in the path, with the view audited; None if there is none."""
         reference = request.match_info["reference"].upper()
         record = await asyncio.to_thread(services.find_referral, store(request), reference)
-        if record is None:
-            return _error("not_found", 404)
-        await asyncio.to_thread(staff.audit, store(request), who, "view_referral", reference)
-        return web.json_response(record)
+        if record is not None:
+            await asyncio.to_thread(staff.audit, store(request), who, action, reference)
+        return record
+
+    @requires(*TRIAGE)
+    async def referral(request: web.Request, who: staff.SignedIn) -> web.Response:
+        record = await audited_record(request, who, "view_referral")
+        return _error("not_found", 404) if record is None else web.json_response(record)
 
     @requires(*TRIAGE)
     async def referral_fhir(request: web.Request, who: staff.SignedIn) -> web.Response:
-        reference = request.match_info["reference"].upper()
-        record = await asyncio.to_thread(services.find_referral, store(request), reference)
+        record = await audited_record(request, who, "export_fhir")
         if record is None:
             return _error("not_found", 404)
-        await asyncio.to_thread(staff.audit, store(request), who, "export_fhir", reference)
         return web.json_response(
             fhir.bundle(record, services.TRIAGE_NOTE), content_type="application/fhir+json"
         )
@@ -215,28 +217,28 @@ def routes(settings_key) -> list[web.RouteDef]:
             return {"alternatives": settings(request).service_config().criteria.alternatives}
         return {}
 
-    @requires(*TRIAGE)
-    async def figures_json(request: web.Request, who: staff.SignedIn) -> web.Response:
+    async def audited_figures(request: web.Request, who: staff.SignedIn, action: str) -> dict | None:
+        """The figures for the request's date range, audited; None for bad dates."""
         try:
             period = parse_period(request.query)
         except ValueError:
-            return _error("bad_dates", 400)
+            return None
         numbers = await asyncio.to_thread(
             figures.compute, store(request), settings(request).tracker_db, period
         )
-        await asyncio.to_thread(staff.audit, store(request), who, "view_figures", **period.as_dict())
-        return web.json_response(numbers)
+        await asyncio.to_thread(staff.audit, store(request), who, action, **period.as_dict())
+        return numbers
+
+    @requires(*TRIAGE)
+    async def figures_json(request: web.Request, who: staff.SignedIn) -> web.Response:
+        numbers = await audited_figures(request, who, "view_figures")
+        return _error("bad_dates", 400) if numbers is None else web.json_response(numbers)
 
     @requires(*TRIAGE)
     async def figures_csv(request: web.Request, who: staff.SignedIn) -> web.Response:
-        try:
-            period = parse_period(request.query)
-        except ValueError:
+        numbers = await audited_figures(request, who, "export_figures")
+        if numbers is None:
             return _error("bad_dates", 400)
-        numbers = await asyncio.to_thread(
-            figures.compute, store(request), settings(request).tracker_db, period
-        )
-        await asyncio.to_thread(staff.audit, store(request), who, "export_figures", **period.as_dict())
         return csv_response(("breakdown", "group", "measure", "value"), figures.rows(numbers), "figures.csv")
 
     @requires(*ADMIN)
