@@ -176,6 +176,27 @@ async def test_chat_page_and_api_are_not_cached_and_send_security_headers(make_c
     assert api.headers["Cache-Control"] == "no-store"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/nowhere", 404),
+        ("GET", "/api/nowhere", 404),
+        ("PUT", "/api/chat", 405),
+        ("GET", "/staff/queue", 303),
+    ],
+)
+async def test_errors_and_redirects_send_the_security_headers_too(make_client, method, path, status):
+    client = await make_client()
+    response = await client.request(method, path, allow_redirects=False)
+    assert response.status == status
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert (
+        response.headers["X-Frame-Options"] == "DENY" and response.headers["Referrer-Policy"] == "no-referrer"
+    )
+    if path.startswith(("/api/", "/staff")):
+        assert response.headers["Cache-Control"] == "no-store"
+
+
 async def test_health_reports_each_process(make_client):
     client = await make_client()
     body = await (await client.get("/healthz")).json()

@@ -67,7 +67,17 @@ async def _client_session(app: web.Application):
 
 @web.middleware
 async def security_headers(request: web.Request, handler):
-    response = await handler(request)
+    """Every answer, errors such as an unknown path's 404 included, gets the headers."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as error:
+        _secure(request, error)
+        raise
+    _secure(request, response)
+    return response
+
+
+def _secure(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.setdefault(
         "Content-Security-Policy",
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -78,7 +88,6 @@ async def security_headers(request: web.Request, handler):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     if request.path.startswith(("/api/", "/staff")) or request.path == "/":
         response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 async def index(request: web.Request) -> web.FileResponse:
