@@ -21,7 +21,10 @@ from bot import dataset, validators
 from bot.crisis.detector import assess_message
 
 CASES = [json.loads(line) for line in (Path(__file__).parent / "data" / "crisis_cases.jsonl").open()]
-CRISIS_PHRASES = [c["text"] for c in CASES if c["expect"] in ("crisis", "imminent")]
+# (message, the messages before it): some phrases are a crisis only after what came before.
+CRISIS_PHRASES = [
+    (c["text"], tuple(c.get("history", ()))) for c in CASES if c["expect"] in ("crisis", "imminent")
+]
 RULES = {
     "us": validators.Rules(postal_format="us", phone_region="US", today=dt.date(2026, 11, 22)),
     "uk": validators.Rules(postal_format="uk", phone_region="GB", today=dt.date(2026, 11, 22)),
@@ -58,5 +61,6 @@ def test_the_detector_never_raises_on_any_text(text, history):
 @FUZZ
 @given(phrase=st.sampled_from(CRISIS_PHRASES), before=FILLER, after=FILLER)
 def test_a_crisis_phrase_inside_random_text_is_still_found(phrase, before, after):
-    text = f"{before}. {phrase}. {after}" if before.strip() else f"{phrase}. {after}"
-    assert assess_message(text).at_least_crisis, text
+    message, history = phrase
+    text = f"{before}. {message}. {after}" if before.strip() else f"{message}. {after}"
+    assert assess_message(text, history).at_least_crisis, (text, history)
