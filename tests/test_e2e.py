@@ -109,6 +109,8 @@ def test_sending_twice_at_the_same_moment_stores_one_referral(stack):
     references = {r.submitted["reference"] for r in replies}
     assert len(references) == 1
     assert len(exported(stack)) == before + 1
+    # The second waited for the conversation lock, then was told it was already sent.
+    assert sum("already been sent" in " ".join(r.texts) for r in replies) == 1
 
 
 def test_consent_no_ends_kindly_and_stores_nothing(stack):
