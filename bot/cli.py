@@ -1,14 +1,14 @@
 """`referral-assistant`: run, train, migrate, and read stored referrals.
 
-    referral-assistant run                       start everything (see README)
-    referral-assistant train [--force]           train if data changed
-    referral-assistant migrate                   apply database migrations
-    referral-assistant referrals export --format jsonl
-    referral-assistant referrals show REFERENCE
-    referral-assistant crisis-check < messages.jsonl
-    referral-assistant directory lookup POSTAL_CODE
-    referral-assistant directory list
-    referral-assistant staff add USERNAME --role triage|admin [--password-stdin]
+referral-assistant run                       start everything (see README)
+referral-assistant train [--force]           train if data changed
+referral-assistant migrate                   apply database migrations
+referral-assistant referrals export --format jsonl
+referral-assistant referrals show REFERENCE
+referral-assistant crisis-check < messages.jsonl
+referral-assistant directory lookup POSTAL_CODE
+referral-assistant directory list
+referral-assistant staff add USERNAME --role triage|admin [--password-stdin]
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from bot.config import ConfigError, Settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="referral-assistant", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="referral-assistant", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="train if needed, migrate, start all processes")
     train = commands.add_parser("train", help="train the Rasa model if its inputs changed")
@@ -75,8 +76,11 @@ def _run(args, settings: Settings) -> int:
         print(f"Crisis directory problem: {err}", file=sys.stderr)
         return 2
     if directory.example or config.is_example:
-        print("WARNING: the service configuration or crisis directory is EXAMPLE data "
-              "(fictional 555-01xx numbers). Replace it before real use.", flush=True)
+        print(
+            "WARNING: the service configuration or crisis directory is EXAMPLE data "
+            "(fictional 555-01xx numbers). Replace it before real use.",
+            flush=True,
+        )
     print("Checking the model...", flush=True)
     model, trained = ensure_model()
     print(f"{'Trained' if trained else 'Up to date'}: {model.name}", flush=True)
@@ -117,8 +121,9 @@ def _referrals(args, settings: Settings) -> int:
             return 0
         record = services.find_referral(uow, args.reference)
     except StoreUnavailable as err:
-        print(f"The referral store is not available ({err}). Run `referral-assistant migrate`?",
-              file=sys.stderr)
+        print(
+            f"The referral store is not available ({err}). Run `referral-assistant migrate`?", file=sys.stderr
+        )
         return 1
     if record is None:
         print(f"No referral with reference {args.reference}.", file=sys.stderr)
@@ -155,24 +160,49 @@ def _directory(args, settings: Settings) -> int:
     config = settings.service_config()
     directory = crisis_directory.load(profile=config.postal_format)
     if args.directory_command == "list":
-        areas = [{"id": a.id, "name": a.name, "postal_prefixes": list(a.postal_prefixes), "call": a.call,
-                  "text": a.text, "hours": a.hours_text, "out_of_hours": a.out_of_hours}
-                 for a in directory.areas]
-        print(json.dumps({"profile": directory.profile, "version": directory.version,
-                          "example": directory.example, "areas": areas}, indent=2))
+        areas = [
+            {
+                "id": a.id,
+                "name": a.name,
+                "postal_prefixes": list(a.postal_prefixes),
+                "call": a.call,
+                "text": a.text,
+                "hours": a.hours_text,
+                "out_of_hours": a.out_of_hours,
+            }
+            for a in directory.areas
+        ]
+        print(
+            json.dumps(
+                {
+                    "profile": directory.profile,
+                    "version": directory.version,
+                    "example": directory.example,
+                    "areas": areas,
+                },
+                indent=2,
+            )
+        )
         return 0
     postal = normalise_postal_code(args.postal_code, config.postal_format)
     if postal is None:
-        print(f"Not a valid postal code for the {config.postal_format.upper()} profile: {args.postal_code}",
-              file=sys.stderr)
+        print(
+            f"Not a valid postal code for the {config.postal_format.upper()} profile: {args.postal_code}",
+            file=sys.stderr,
+        )
         return 2
     area = directory.area_for(postal)
-    print(json.dumps({
-        "postal_code": postal,
-        "area": area.id if area else None,
-        "example": directory.example,
-        "resources": directory.resources("crisis", postal),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "postal_code": postal,
+                "area": area.id if area else None,
+                "example": directory.example,
+                "resources": directory.resources("crisis", postal),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -196,8 +226,9 @@ def _staff(args, settings: Settings) -> int:
         print(f"{err} Nothing was created.", file=sys.stderr)
         return 1
     except StoreUnavailable as err:
-        print(f"The referral store is not available ({err}). Run `referral-assistant migrate`?",
-              file=sys.stderr)
+        print(
+            f"The referral store is not available ({err}). Run `referral-assistant migrate`?", file=sys.stderr
+        )
         return 1
     print(f"Created {args.role} account {args.username.strip().lower()}.")
     if secret:
@@ -208,8 +239,15 @@ def _staff(args, settings: Settings) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "train": _train, "migrate": _migrate, "referrals": _referrals,
-             "crisis-check": _crisis_check, "directory": _directory, "staff": _staff}
+_COMMANDS = {
+    "run": _run,
+    "train": _train,
+    "migrate": _migrate,
+    "referrals": _referrals,
+    "crisis-check": _crisis_check,
+    "directory": _directory,
+    "staff": _staff,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

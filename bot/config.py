@@ -136,9 +136,7 @@ class Settings:
             web_port=_port(env, "WEB_PORT", 8080),
             rasa_url=env.get("RASA_URL", f"http://127.0.0.1:{rasa_port}").rstrip("/"),
             rasa_timeout=timeout,
-            service_config_path=Path(
-                env.get("SERVICE_CONFIG", PROJECT_ROOT / "bot" / "service.yml")
-            ),
+            service_config_path=Path(env.get("SERVICE_CONFIG", PROJECT_ROOT / "bot" / "service.yml")),
             secret_file=var_dir / "session_secret",
         )
 

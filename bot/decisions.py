@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Mapping
 
 from bot import triage
-from bot.store.models import Referral, utcnow
+from bot.store.models import Referral, as_utc, utcnow
 from bot.store.unit_of_work import UnitOfWork
 
 DECISIONS = ("accept", "needs_clarification", "redirect")
@@ -114,7 +114,7 @@ def record_first_contact(
     note = _text(note)
     with uow:
         row = _referral(uow, reference)
-        submitted = _aware(row.submitted_at)
+        submitted = as_utc(row.submitted_at)
         if contacted_at < submitted or contacted_at > now + dt.timedelta(minutes=5):
             raise DecisionError("time_out_of_range")
         if any(e.kind == "first_contact" for e in row.events):
@@ -161,7 +161,3 @@ def _text(value: str | None) -> str | None:
     if len(value) > MAX_NOTE:
         raise DecisionError("too_long")
     return value or None
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Mapping
 
 from bot import dataset
+from bot.store.models import as_utc
 
 FHIR_VERSION = "4.0.1"
 REFERENCE_SYSTEM = "urn:referral-assistant:reference"
@@ -200,7 +201,4 @@ def _telecom(phone: object, email: object) -> list[dict]:
 
 
 def _instant(value: str) -> str:
-    moment = dt.datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.isoformat()
+    return as_utc(dt.datetime.fromisoformat(value)).isoformat()

@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from bot import decisions, transcripts, triage
-from bot.store.models import CrisisEvent, Referral
+from bot.store.models import CrisisEvent, Referral, as_utc
 from bot.store.unit_of_work import UnitOfWork
 
 NOT_GIVEN = "not given"
@@ -201,14 +201,14 @@ def facts_of(row: Referral) -> Facts:
     band = decision.detail.get("band") if decision is not None else None
     return Facts(
         reference=row.reference,
-        submitted_at=_aware(row.submitted_at),
+        submitted_at=as_utc(row.submitted_at),
         band=band or row.urgency_band,
         minimum_complete=not row.missing_fields,
         referrer_type=row.referrer_type,
         language=_language(row.preferred_language),
         interpreter={True: "yes", False: "no"}.get(row.interpreter_needed, NOT_GIVEN),
         age_band=age_band(row.date_of_birth, row.submitted_at.date()),
-        decided_at=_aware(decision.at) if decision is not None else None,
+        decided_at=as_utc(decision.at) if decision is not None else None,
         first_contact_at=(
             dt.datetime.fromisoformat(contact.detail["contacted_at"]) if contact is not None else None
         ),
@@ -243,10 +243,6 @@ def _hours(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
     if start is None or end is None:
         return None
     return (end - start).total_seconds() / 3600
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
 
 
 # ---------------------------------------------------------------- CSV

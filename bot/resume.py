@@ -15,7 +15,7 @@ import hmac
 import re
 import secrets
 
-from bot.store.models import ResumeCode, utcnow
+from bot.store.models import ResumeCode, as_utc, utcnow
 from bot.store.unit_of_work import UnitOfWork
 
 # Crockford's base 32: no I, L, O or U, so nothing is misread.
@@ -66,7 +66,7 @@ def redeem(uow: UnitOfWork, text: str, secret: bytes) -> str | None:
         row = uow.referrals.resume_code(_hash(secret, code))
         if row is None:
             return None
-        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.timezone.utc)
+        expires = as_utc(row.expires_at)
         if expires <= utcnow():
             uow.referrals.remove_resume_codes(row.conversation_id)
             uow.commit()

@@ -56,15 +56,27 @@ def children(settings: Settings, model: Path) -> list[Child]:
     return [
         Child(
             "rasa",
-            [python, "-m", "rasa", "run", "--model", str(model),
-             "--endpoints", "endpoints.yml", "--credentials", "credentials.yml",
-             "--interface", "127.0.0.1", "--port", str(settings.rasa_port)],
+            [
+                python,
+                "-m",
+                "rasa",
+                "run",
+                "--model",
+                str(model),
+                "--endpoints",
+                "endpoints.yml",
+                "--credentials",
+                "credentials.yml",
+                "--interface",
+                "127.0.0.1",
+                "--port",
+                str(settings.rasa_port),
+            ],
             f"http://127.0.0.1:{settings.rasa_port}/webhooks/rest/",
         ),
         Child(
             "actions",
-            [python, "-m", "actions", "--actions", "actions",
-             "--port", str(settings.action_port)],
+            [python, "-m", "actions", "--actions", "actions", "--port", str(settings.action_port)],
             f"http://127.0.0.1:{settings.action_port}/health",
         ),
         Child(
@@ -108,9 +120,14 @@ class Supervisor:
         for child in self.children:
             log_file = open(logs / f"{child.name}.log", "ab")  # noqa: SIM115 - lives with the child
             child.process = subprocess.Popen(
-                child.argv, cwd=PROJECT_ROOT, env={**env, **child.env},
-                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                child.argv,
+                cwd=PROJECT_ROOT,
+                env={**env, **child.env},
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
             log_file.close()
             self.say(f"started {child.name} (pid {child.process.pid}), log: {logs / child.name}.log")

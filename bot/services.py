@@ -21,6 +21,7 @@ from bot.store.models import (
     CrisisEvent,
     Referral,
     Referrer,
+    as_utc,
     utcnow,
 )
 from bot.store.unit_of_work import UnitOfWork
@@ -186,7 +187,10 @@ def record_crisis_event(
         if existing is not None and not existing.crisis_flag:
             if existing.urgency_band != EMERGENCY:
                 uow.referrals.add_event(
-                    existing, "escalated", at_step="crisis_after_submission", to=EMERGENCY,
+                    existing,
+                    "escalated",
+                    at_step="crisis_after_submission",
+                    to=EMERGENCY,
                     **{"from": existing.urgency_band},
                 )
             _flag_crisis(existing)
@@ -200,7 +204,7 @@ def crisis_events(uow: UnitOfWork, conversation_id: str) -> list[dict]:
     with uow:
         return [
             {
-                "at": e.at.isoformat(),
+                "at": as_utc(e.at).isoformat(),
                 "level": e.level,
                 "subject": e.subject,
                 "categories": e.categories,
@@ -215,8 +219,8 @@ def as_record(row: Referral) -> dict:
     out: dict[str, object] = {}
     for name in SYSTEM_FIELDS + DATASET_COLUMNS:
         value = getattr(row, name)
-        if isinstance(value, dt.datetime) and value.tzinfo is None:  # SQLite keeps no zone: it is UTC
-            value = value.replace(tzinfo=dt.timezone.utc)
+        if isinstance(value, dt.datetime):
+            value = as_utc(value)
         out[name] = value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else value
     out["status"] = row.status
     out["crisis_flag"] = row.crisis_flag
@@ -249,7 +253,9 @@ def find_referral(uow: UnitOfWork, reference: str) -> dict | None:
         if row is None:
             return None
         record = as_record(row)
-        record["events"] = [{"kind": e.kind, "at": e.at.isoformat(), "detail": e.detail} for e in row.events]
+        record["events"] = [
+            {"kind": e.kind, "at": as_utc(e.at).isoformat(), "detail": e.detail} for e in row.events
+        ]
         record["triage_note"] = TRIAGE_NOTE
         return record
 

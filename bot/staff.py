@@ -23,7 +23,7 @@ from urllib.parse import quote
 from sqlalchemy import case, select
 from sqlalchemy.exc import IntegrityError
 
-from bot.store.models import AuditEvent, Referral, StaffSession, StaffUser, utcnow
+from bot.store.models import AuditEvent, Referral, StaffSession, StaffUser, as_utc, utcnow
 from bot.store.unit_of_work import UnitOfWork
 
 ROLES = ("triage", "admin")
@@ -190,7 +190,7 @@ def current(uow: UnitOfWork, token: str | None, now: dt.datetime | None = None) 
         ).one_or_none()
         if row is None:
             return None
-        seen = _utc(row.last_seen_at)
+        seen = as_utc(row.last_seen_at)
         if now - seen > IDLE_LIMIT:
             uow.session.delete(row)
             uow.commit()
@@ -222,11 +222,6 @@ def audit(uow: UnitOfWork, who: SignedIn, action: str, reference: str | None = N
         uow.commit()
 
 
-def _utc(moment: dt.datetime) -> dt.datetime:
-    """SQLite hands back times without a zone; they are stored in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
-
-
 def audit_trail(uow: UnitOfWork, reference: str | None = None) -> list[dict]:
     with uow:
         query = select(AuditEvent).order_by(AuditEvent.id)
@@ -234,7 +229,7 @@ def audit_trail(uow: UnitOfWork, reference: str | None = None) -> list[dict]:
             query = query.where(AuditEvent.referral_reference == reference)
         return [
             {
-                "at": _utc(e.at).isoformat(),
+                "at": as_utc(e.at).isoformat(),
                 "who": e.staff_username,
                 "action": e.action,
                 "reference": e.referral_reference,
@@ -258,7 +253,7 @@ def queue(uow: UnitOfWork) -> list[dict]:
                 "band": r.urgency_band,
                 "pathway": r.pathway,
                 "status": r.status,
-                "submitted_at": _utc(r.submitted_at).isoformat(),
+                "submitted_at": as_utc(r.submitted_at).isoformat(),
                 "referrer_type": r.referrer_type,
                 "crisis_flag": r.crisis_flag,
                 "needs_clarification": r.needs_clarification,

@@ -50,10 +50,20 @@ def ensure_model(force: bool = False, root: Path = PROJECT_ROOT) -> tuple[Path, 
         return target, False
     target.parent.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "rasa", "train",
-        "--config", "config.yml", "--domain", "domain.yml", "--data", "data",
-        "--out", str(target.parent),
-        "--fixed-model-name", target.name.removesuffix(".tar.gz"),
+        sys.executable,
+        "-m",
+        "rasa",
+        "train",
+        "--config",
+        "config.yml",
+        "--domain",
+        "domain.yml",
+        "--data",
+        "data",
+        "--out",
+        str(target.parent),
+        "--fixed-model-name",
+        target.name.removesuffix(".tar.gz"),
     ]
     env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false"}
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)

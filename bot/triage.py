@@ -223,7 +223,17 @@ def _words(text: str) -> list[str]:
 
 
 _NEGATIONS = {
-    "no", "not", "nobody", "never", "none", "isn't", "aren't", "don't", "doesn't", "didn't", "haven't"
+    "no",
+    "not",
+    "nobody",
+    "never",
+    "none",
+    "isn't",
+    "aren't",
+    "don't",
+    "doesn't",
+    "didn't",
+    "haven't",
 }
 
 

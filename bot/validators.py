@@ -56,27 +56,112 @@ def problem(key: str) -> Outcome:
 
 # ---------------------------------------------------------------- phrases
 
+
 def _norm(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).lower().replace("\u2019", "'")
     text = re.sub(r"[^\w\s']", " ", text)
     return re.sub(r"\s+", " ", text).strip()
 
 
-_SKIP = {"skip", "skip it", "skip this", "skip that", "pass", "next", "next question",
-         "skip please", "please skip", "none of your business"}
-_UNKNOWN = {"i don't know", "i dont know", "dont know", "don't know", "idk", "not sure",
-            "i'm not sure", "im not sure", "unsure", "no idea", "i have no idea", "dunno"}
-_DECLINE = {"i'd rather not say", "id rather not say", "rather not say", "i'd rather not",
-            "id rather not", "rather not", "prefer not to say", "i prefer not to say",
-            "i would rather not say", "i would prefer not to say", "no comment",
-            "decline", "i decline", "i don't want to say", "i dont want to say",
-            "not telling", "private", "prefer not to answer", "i'd prefer not to say"}
-_YES = {"yes", "y", "yeah", "yep", "yup", "ya", "sure", "ok", "okay", "yes please", "of course",
-        "correct", "that's right", "right", "i do", "i am", "i have", "definitely", "si", "sí",
-        "yes it is", "it is", "absolutely", "go ahead", "please do", "fine"}
-_NO = {"no", "n", "nope", "nah", "no thanks", "no thank you", "not really", "i don't",
-       "i dont", "i'm not", "im not", "i haven't", "i havent", "never", "no it isn't",
-       "no it's not", "it isn't", "it's not", "not at all", "don't", "dont", "no way"}
+_SKIP = {
+    "skip",
+    "skip it",
+    "skip this",
+    "skip that",
+    "pass",
+    "next",
+    "next question",
+    "skip please",
+    "please skip",
+    "none of your business",
+}
+_UNKNOWN = {
+    "i don't know",
+    "i dont know",
+    "dont know",
+    "don't know",
+    "idk",
+    "not sure",
+    "i'm not sure",
+    "im not sure",
+    "unsure",
+    "no idea",
+    "i have no idea",
+    "dunno",
+}
+_DECLINE = {
+    "i'd rather not say",
+    "id rather not say",
+    "rather not say",
+    "i'd rather not",
+    "id rather not",
+    "rather not",
+    "prefer not to say",
+    "i prefer not to say",
+    "i would rather not say",
+    "i would prefer not to say",
+    "no comment",
+    "decline",
+    "i decline",
+    "i don't want to say",
+    "i dont want to say",
+    "not telling",
+    "private",
+    "prefer not to answer",
+    "i'd prefer not to say",
+}
+_YES = {
+    "yes",
+    "y",
+    "yeah",
+    "yep",
+    "yup",
+    "ya",
+    "sure",
+    "ok",
+    "okay",
+    "yes please",
+    "of course",
+    "correct",
+    "that's right",
+    "right",
+    "i do",
+    "i am",
+    "i have",
+    "definitely",
+    "si",
+    "sí",
+    "yes it is",
+    "it is",
+    "absolutely",
+    "go ahead",
+    "please do",
+    "fine",
+}
+_NO = {
+    "no",
+    "n",
+    "nope",
+    "nah",
+    "no thanks",
+    "no thank you",
+    "not really",
+    "i don't",
+    "i dont",
+    "i'm not",
+    "im not",
+    "i haven't",
+    "i havent",
+    "never",
+    "no it isn't",
+    "no it's not",
+    "it isn't",
+    "it's not",
+    "not at all",
+    "don't",
+    "dont",
+    "no way",
+}
 
 
 def non_answer(text: str) -> str | None:
@@ -119,11 +204,18 @@ _MONTHS = {
     name: number
     for number, names in enumerate(
         [
-            ("january", "jan", "enero"), ("february", "feb", "febrero"),
-            ("march", "mar", "marzo"), ("april", "apr", "abril"), ("may", "mayo"),
-            ("june", "jun", "junio"), ("july", "jul", "julio"), ("august", "aug", "agosto"),
-            ("september", "sep", "sept", "septiembre"), ("october", "oct", "octubre"),
-            ("november", "nov", "noviembre"), ("december", "dec", "diciembre"),
+            ("january", "jan", "enero"),
+            ("february", "feb", "febrero"),
+            ("march", "mar", "marzo"),
+            ("april", "apr", "abril"),
+            ("may", "mayo"),
+            ("june", "jun", "junio"),
+            ("july", "jul", "julio"),
+            ("august", "aug", "agosto"),
+            ("september", "sep", "sept", "septiembre"),
+            ("october", "oct", "octubre"),
+            ("november", "nov", "noviembre"),
+            ("december", "dec", "diciembre"),
         ],
         start=1,
     )
@@ -233,6 +325,7 @@ def match_choice(text: str, choices: tuple[str, ...]) -> str | None:
 
 # ---------------------------------------------------------------- fields
 
+
 def check(spec: FieldSpec, text: str | None, rules: Rules, allow_unknown: bool = False) -> Outcome:
     """Validate one answer to ``spec``'s question.
 
@@ -336,8 +429,16 @@ def _check_choice(spec: FieldSpec, text: str, rules: Rules) -> Outcome:
 
 def _check_current_risk(spec: FieldSpec, text: str, rules: Rules) -> Outcome:
     """A clear "no" is no; anything else is treated as a yes, for safety."""
-    if _norm(text) in {"no", "none", "not that i know", "not as far as i know", "no they are not",
-                       "no they aren't", "no he isn't", "no she isn't"}:
+    if _norm(text) in {
+        "no",
+        "none",
+        "not that i know",
+        "not as far as i know",
+        "no they are not",
+        "no they aren't",
+        "no he isn't",
+        "no she isn't",
+    }:
         return Outcome("no")
     answer = parse_yes_no(text)
     if answer is False:
@@ -346,8 +447,18 @@ def _check_current_risk(spec: FieldSpec, text: str, rules: Rules) -> Outcome:
 
 
 def _check_medications(spec: FieldSpec, text: str, rules: Rules) -> Outcome:
-    if _norm(text) in {"none", "no", "nothing", "no medication", "no medicine", "no medicines",
-                       "i don't take any", "i dont take any", "not taking any", "nope"}:
+    if _norm(text) in {
+        "none",
+        "no",
+        "nothing",
+        "no medication",
+        "no medicine",
+        "no medicines",
+        "i don't take any",
+        "i dont take any",
+        "not taking any",
+        "nope",
+    }:
         return Outcome("none")
     return Outcome(text)
 

@@ -31,6 +31,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def as_utc(moment: dt.datetime) -> dt.datetime:
+    """A stored time with its zone: SQLite hands times back without one, and they are UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
 _COLUMN_TYPES = {"text": Text, "date": Date, "bool": Boolean, "int": Integer}
 
 
@@ -82,14 +87,18 @@ Referral = type(
 
 
 # Who made a supported referral: kept apart from the person referred.
-Referrer = type("Referrer", (Base,), {
-    "__tablename__": "referrers",
-    "id": Column(Integer, primary_key=True),
-    "referral_id": Column(
-        Integer, ForeignKey("referrals.id", ondelete="CASCADE"), nullable=False, unique=True
-    ),
-    **_columns(dataset.load().referrer_fields),
-})
+Referrer = type(
+    "Referrer",
+    (Base,),
+    {
+        "__tablename__": "referrers",
+        "id": Column(Integer, primary_key=True),
+        "referral_id": Column(
+            Integer, ForeignKey("referrals.id", ondelete="CASCADE"), nullable=False, unique=True
+        ),
+        **_columns(dataset.load().referrer_fields),
+    },
+)
 
 
 class ReferralEvent(Base):
@@ -98,9 +107,7 @@ class ReferralEvent(Base):
     __tablename__ = "referral_events"
 
     id = Column(Integer, primary_key=True)
-    referral_id = Column(
-        Integer, ForeignKey("referrals.id", ondelete="CASCADE"), nullable=False, index=True
-    )
+    referral_id = Column(Integer, ForeignKey("referrals.id", ondelete="CASCADE"), nullable=False, index=True)
     kind = Column(String(40), nullable=False)
     at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
     detail = Column(JSON, nullable=False, default=dict)
@@ -181,6 +188,13 @@ Referral.referrer = relationship(Referrer, uselist=False, cascade="all, delete-o
 DATASET_COLUMNS = tuple(spec.name for spec in dataset.load().person_fields)
 REFERRER_COLUMNS = tuple(spec.name for spec in dataset.load().referrer_fields)
 SYSTEM_FIELDS = (
-    "reference", "referrer_type", "submitted_at", "consent_given_at", "dataset_complete",
-    "declined_fields", "skipped_fields", "unknown_fields", "channel",
+    "reference",
+    "referrer_type",
+    "submitted_at",
+    "consent_given_at",
+    "dataset_complete",
+    "declined_fields",
+    "skipped_fields",
+    "unknown_fields",
+    "channel",
 )

@@ -28,9 +28,7 @@ class ReferralRepository:
 
     def by_reference(self, reference: str) -> Referral | None:
         return self.session.scalars(
-            select(Referral)
-            .where(Referral.reference == reference)
-            .options(selectinload(Referral.events))
+            select(Referral).where(Referral.reference == reference).options(selectinload(Referral.events))
         ).one_or_none()
 
     def count_for_person(self, person_key: str, since: dt.datetime) -> int:
@@ -45,9 +43,13 @@ class ReferralRepository:
         self.session.add(event)
 
     def crisis_events(self, conversation_id: str) -> list[CrisisEvent]:
-        return list(self.session.scalars(
-            select(CrisisEvent).where(CrisisEvent.conversation_id == conversation_id).order_by(CrisisEvent.id)
-        ))
+        return list(
+            self.session.scalars(
+                select(CrisisEvent)
+                .where(CrisisEvent.conversation_id == conversation_id)
+                .order_by(CrisisEvent.id)
+            )
+        )
 
     def all(self, batch: int = 200) -> Iterator[Referral]:
         statement = select(Referral).order_by(Referral.id).execution_options(yield_per=batch)

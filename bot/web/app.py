@@ -53,7 +53,7 @@ def create_app(settings: Settings) -> web.Application:
             web.static("/static", STATIC, append_version=False),
         ]
     )
-    app.add_routes(staff_api.routes(SETTINGS))
+    app.add_routes(staff_api.routes(SETTINGS, SERVICE))
     app.add_routes(desk.routes(SETTINGS, SECRET, SERVICE))
     return app
 

@@ -228,30 +228,26 @@ def _login_form(problem: str | None = None) -> Markup:
         "form",
         el("p", problem, role="alert", class_="problem") if problem else None,
         pages.field(
-            "Username", el("input", id="username", name="username", autocomplete="username", required=True)
+            "Username", "input", id="username", name="username", autocomplete="username", required=True
         ),
         pages.field(
             "Password",
-            el(
-                "input",
-                id="password",
-                name="password",
-                type="password",
-                autocomplete="current-password",
-                required=True,
-            ),
+            "input",
+            id="password",
+            name="password",
+            type="password",
+            autocomplete="current-password",
+            required=True,
         ),
         pages.field(
             "Code from your authenticator app (admins only)",
-            el(
-                "input",
-                id="code",
-                name="code",
-                inputmode="numeric",
-                autocomplete="one-time-code",
-                pattern="[0-9 ]*",
-                maxlength="8",
-            ),
+            "input",
+            id="code",
+            name="code",
+            inputmode="numeric",
+            autocomplete="one-time-code",
+            pattern="[0-9 ]*",
+            maxlength="8",
         ),
         el("button", "Sign in", type="submit"),
         method="post",
@@ -363,7 +359,7 @@ def _referral(
     )
 
 
-def _choices(name: str, options: Mapping[str, str], legend: str, checked: str | None = None) -> Markup:
+def _choices(name: str, options: Mapping[str, str], legend: str) -> Markup:
     return el(
         "fieldset",
         el("legend", legend),
@@ -376,7 +372,6 @@ def _choices(name: str, options: Mapping[str, str], legend: str, checked: str | 
                     name=name,
                     value=value,
                     id=f"{name}-{value}",
-                    checked=value == checked,
                     required=True,
                 ),
                 el("label", label, for_=f"{name}-{value}"),
@@ -390,13 +385,11 @@ def _choices(name: str, options: Mapping[str, str], legend: str, checked: str | 
 def _select(name: str, label: str, options: Mapping[str, str], empty: str) -> Markup:
     return pages.field(
         label,
-        el(
-            "select",
-            el("option", empty, value=""),
-            [el("option", text, value=v) for v, text in options.items()],
-            id=name,
-            name=name,
-        ),
+        "select",
+        el("option", empty, value=""),
+        [el("option", text, value=v) for v, text in options.items()],
+        id=name,
+        name=name,
     )
 
 
@@ -418,10 +411,14 @@ def _decision_form(reference: str, record: Mapping, alternatives: Mapping, token
         ),
         pages.field(
             "Safety action taken (needed for a redirect)",
-            el("textarea", id="safety_action", name="safety_action", rows="3", maxlength="1000"),
+            "textarea",
+            id="safety_action",
+            name="safety_action",
+            rows="3",
+            maxlength="1000",
         ),
         pages.field(
-            "Note (optional)", el("textarea", id="decision-note", name="note", rows="2", maxlength="1000")
+            "Note (optional)", "textarea", id="decision-note", name="note", rows="2", maxlength="1000"
         ),
         button="Record the decision",
     )
@@ -434,7 +431,10 @@ def _contact_form(reference: str, token: str) -> Markup:
         token,
         pages.field(
             "When the person was first reached (UTC; leave empty for now)",
-            el("input", id="contacted_at", name="contacted_at", type="datetime-local"),
+            "input",
+            id="contacted_at",
+            name="contacted_at",
+            type="datetime-local",
         ),
         _select(
             "risk_band",
@@ -443,7 +443,7 @@ def _contact_form(reference: str, token: str) -> Markup:
             "No change",
         ),
         pages.field(
-            "Note (optional)", el("textarea", id="contact-note", name="note", rows="2", maxlength="1000")
+            "Note (optional)", "textarea", id="contact-note", name="note", rows="2", maxlength="1000"
         ),
         button="Record first contact",
     )

@@ -16,8 +16,8 @@ def render(numbers: dict, problem: str | None) -> Markup:
     picker = el(
         "form",
         el("p", problem, role="alert", class_="problem") if problem else None,
-        pages.field("From", el("input", id="from", name="from", type="date", value=period["from"])),
-        pages.field("To", el("input", id="to", name="to", type="date", value=period["to"])),
+        pages.field("From", "input", id="from", name="from", type="date", value=period["from"]),
+        pages.field("To", "input", id="to", name="to", type="date", value=period["to"]),
         el("button", "Show", type="submit"),
         method="get",
         action="/staff/figures",

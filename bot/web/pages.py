@@ -6,11 +6,11 @@ Everything is built with :mod:`bot.web.html`, which escapes every value.
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 from aiohttp import web
 
 from bot import dataset, staff
+from bot.store.models import as_utc
 from bot.web.html import Markup, document, el
 
 BAND_LABELS = {"emergency": "Emergency", "same_day": "Same day", "urgent": "Urgent", "routine": "Routine"}
@@ -79,24 +79,15 @@ def page(
     return web.Response(text=page, content_type="text/html", status=status)
 
 
-def field(label: str, control: Markup, hint: str | None = None) -> Markup:
-    control_id = re.search(r' id="([^"]+)"', control).group(1)
-    return el(
-        "p",
-        el("label", label, for_=control_id),
-        el("span", hint, class_="hint", id=f"{control_id}-hint") if hint else None,
-        control,
-        class_="field",
-    )
+def field(label: str, tag: str, *children: object, id: str, **attrs: object) -> Markup:
+    """A labelled form control: ``field("From", "input", id="from", name="from", type="date")``."""
+    return el("p", el("label", label, for_=id), el(tag, *children, id=id, **attrs), class_="field")
 
 
 def when(value: str | None) -> str:
     if not value:
         return ""
-    moment = dt.datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc).strftime("%d %b %Y %H:%M UTC")
+    return as_utc(dt.datetime.fromisoformat(value)).astimezone(dt.timezone.utc).strftime("%d %b %Y %H:%M UTC")
 
 
 def band(band: str | None) -> Markup:

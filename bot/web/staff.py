@@ -114,7 +114,7 @@ def _cell(value: object) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def routes(settings_key) -> list[web.RouteDef]:
+def routes(settings_key, service_key) -> list[web.RouteDef]:
     def requires(*roles: str):
         return guard(settings_key, roles, _error)
 
@@ -214,7 +214,7 @@ def routes(settings_key) -> list[web.RouteDef]:
 
     def extra(request: web.Request, action: str) -> dict:
         if action == "record_decision":
-            return {"alternatives": settings(request).service_config().criteria.alternatives}
+            return {"alternatives": request.app[service_key].criteria.alternatives}
         return {}
 
     async def audited_figures(request: web.Request, who: staff.SignedIn, action: str) -> dict | None:
