@@ -9,6 +9,9 @@ referral-assistant crisis-check < messages.jsonl
 referral-assistant directory lookup POSTAL_CODE
 referral-assistant directory list
 referral-assistant staff add USERNAME --role triage|admin [--password-stdin]
+referral-assistant keys new                  a new encryption key (first in line)
+referral-assistant keys rotate               re-encrypt everything under the newest key
+referral-assistant purge                     delete chat transcripts past their retention
 """
 
 from __future__ import annotations
@@ -52,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument(
         "--password-stdin", action="store_true", help="read the password from stdin instead of asking"
     )
+    keys = commands.add_parser("keys", help="encryption keys for personal data at rest")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    key_commands.add_parser(
+        "new", help="make a key; in development it goes first in the key file, else it is printed"
+    )
+    key_commands.add_parser("rotate", help="re-encrypt every stored value under the newest key")
     args = parser.parse_args(argv)
 
     try:
@@ -239,6 +248,44 @@ def _staff(args, settings: Settings) -> int:
     return 0
 
 
+def _keys(args, settings: Settings) -> int:
+    import os
+
+    from bot import crypto, keys
+    from bot.store.db import StoreUnavailable
+
+    if args.keys_command == "new":
+        key = crypto.new_key()
+        if settings.production or os.environ.get(crypto.KEYS_VARIABLE):
+            print(key)
+            print(
+                f"Put it first in {crypto.KEYS_VARIABLE} (comma between keys), restart the services, "
+                "then run `referral-assistant keys rotate`.",
+                file=sys.stderr,
+            )
+            return 0
+        path = settings.var_dir / "encryption_keys"
+        old = [k.decode() for k in settings.encryption_keys()]  # makes the file if there is none
+        path.write_text("\n".join([key, *old]) + "\n")
+        print(
+            f"Added a new first key to {path}. "
+            "Restart the services, then run `referral-assistant keys rotate`."
+        )
+        return 0
+    try:
+        counts = keys.rotate_store(settings.database_url)
+    except crypto.DecryptError as err:
+        print(f"{err}. Nothing was changed in that table; are all keys still listed?", file=sys.stderr)
+        return 1
+    except StoreUnavailable as err:
+        print(f"The referral store is not available ({err}).", file=sys.stderr)
+        return 1
+    for table, count in counts.items():
+        print(f"{table}: {count} values re-encrypted")
+    print("Every value is now under the first key. Older keys can be removed after the next restart.")
+    return 0
+
+
 _COMMANDS = {
     "run": _run,
     "train": _train,
@@ -247,6 +294,7 @@ _COMMANDS = {
     "crisis-check": _crisis_check,
     "directory": _directory,
     "staff": _staff,
+    "keys": _keys,
 }
 
 if __name__ == "__main__":

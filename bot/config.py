@@ -18,6 +18,11 @@ defaults keep everything on loopback and in files under ``var/``.
 | SESSION_SECRET      | generated once into <var>/session_secret |
 | PERSON_KEY_SECRET   | generated once into <var>/person_key_secret |
 | SERVICE_CONFIG      | bot/service.yml                      |
+| REFERRAL_PROFILE    | development (or production)          |
+| REFERRAL_ENCRYPTION_KEYS | generated once into <var>/encryption_keys |
+
+In production (REFERRAL_PROFILE=production) no secret or key has a default:
+a missing one stops the process with a message naming it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +44,7 @@ log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MAX_MESSAGE_CHARS = 2000
+PROFILES = ("development", "production")
 
 
 class ConfigError(ValueError):
@@ -116,6 +123,11 @@ class Settings:
     rasa_timeout: float
     service_config_path: Path
     secret_file: Path
+    profile: str = "development"
+
+    @property
+    def production(self) -> bool:
+        return self.profile == "production"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -126,6 +138,9 @@ class Settings:
         timeout = _number(env, "RASA_TIMEOUT", 10.0)
         if not 0 < timeout <= 10:
             raise ConfigError("RASA_TIMEOUT must be more than 0 and at most 10 seconds")
+        profile = env.get("REFERRAL_PROFILE") or "development"
+        if profile not in PROFILES:
+            raise ConfigError(f"REFERRAL_PROFILE must be one of {', '.join(PROFILES)}, got {profile!r}")
         return cls(
             var_dir=var_dir,
             database_url=env.get("DATABASE_URL") or f"sqlite:///{var_dir / 'referrals.db'}",
@@ -138,6 +153,7 @@ class Settings:
             rasa_timeout=timeout,
             service_config_path=Path(env.get("SERVICE_CONFIG", PROJECT_ROOT / "bot" / "service.yml")),
             secret_file=var_dir / "session_secret",
+            profile=profile,
         )
 
     def service_config(self) -> ServiceConfig:
@@ -152,18 +168,43 @@ class Settings:
         Kept apart from the session secret, so rotating one never breaks the other."""
         return self._secret("PERSON_KEY_SECRET", self.var_dir / "person_key_secret", env)
 
-    def _secret(self, name: str, path: Path, env: dict[str, str] | None) -> bytes:
+    def encryption_keys(self, env: dict[str, str] | None = None) -> list[bytes]:
+        """REFERRAL_ENCRYPTION_KEYS (newest first), or a development key generated once under var/."""
+        from bot import crypto
+
+        raw = self._secret(crypto.KEYS_VARIABLE, self.var_dir / "encryption_keys", env, crypto.new_key)
+        try:
+            return crypto.parse_keys(raw.decode())
+        except ValueError as err:
+            raise ConfigError(f"{crypto.KEYS_VARIABLE}: {err}") from err
+
+    def _secret(self, name: str, path: Path, env: dict[str, str] | None, make=None) -> bytes:
         env = os.environ if env is None else env
         if env.get(name):
             return env[name].encode()
-        if path.exists():
-            return path.read_bytes().strip()
+        if self.production:
+            raise ConfigError(f"{name} must be set in production; there is no default")
+        value = (make or (lambda: secrets.token_urlsafe(32)))().encode()
         self.var_dir.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_urlsafe(32).encode()
-        path.write_bytes(value)
-        path.chmod(0o600)
-        log.warning("%s not set; generated a development secret in %s", name, path)
+        try:
+            # O_EXCL: of processes starting at once, one writes and the others read.
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return _read_written(path)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(value)
+        log.warning("%s not set; generated a development value in %s", name, path)
         return value
+
+
+def _read_written(path: Path) -> bytes:
+    """A generated file's value, waiting briefly for a process that is still writing it."""
+    for _ in range(50):
+        value = path.read_bytes().strip()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise ConfigError(f"{path} is empty; delete it to generate a new development value")
 
 
 def _port(env: dict[str, str], name: str, default: int) -> int:

@@ -17,6 +17,14 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))  # chat_client, catalogue
 
+# One encryption key for the test session and every stack it starts, so the
+# tests can read what the processes stored. (The development key file is
+# tested in test_crypto.py.)
+if not os.environ.get("REFERRAL_ENCRYPTION_KEYS"):
+    from cryptography.fernet import Fernet
+
+    os.environ["REFERRAL_ENCRYPTION_KEYS"] = Fernet.generate_key().decode()
+
 
 # ---------------------------------------------------------------- domain and trackers
 

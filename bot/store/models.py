@@ -1,28 +1,31 @@
 """SQLAlchemy models: a referral with typed dataset columns, and its events.
 
 The dataset columns are generated from the data dictionary so the names can
-never drift from the contract. Alembic migrations are the schema's source of
+never drift from the contract. Personal and health values are stored
+encrypted (``Encrypted``); only what triage sorts and filters on is in clear:
+the band, dates, flags and the criteria version. Alembic migrations are the schema's source of
 truth in a database; tests check the two agree.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from sqlalchemy import (
     JSON,
     Boolean,
     Column,
-    Date,
     DateTime,
     ForeignKey,
     Integer,
     String,
     Text,
+    TypeDecorator,
 )
 from sqlalchemy.orm import declarative_base, relationship
 
-from bot import dataset
+from bot import crypto, dataset
 
 Base = declarative_base()
 
@@ -36,11 +39,38 @@ def as_utc(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
 
 
-_COLUMN_TYPES = {"text": Text, "date": Date, "bool": Boolean, "int": Integer}
+class Encrypted(TypeDecorator):
+    """A value stored as a Fernet token (bot/crypto.py), read back as its Python type.
+
+    ``kind`` is the data dictionary's type (text, date, bool, int) or json.
+    Nothing can be searched or sorted on such a column in SQL.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if isinstance(value, dt.date):
+            value = value.isoformat()
+        return crypto.keyring().encrypt(json.dumps(value).encode())
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        plain = json.loads(crypto.keyring().decrypt(value))
+        if self.kind == "date" and isinstance(plain, str):
+            return dt.date.fromisoformat(plain)
+        return plain
 
 
 def _columns(specs) -> dict[str, Column]:
-    return {spec.name: Column(spec.name, _COLUMN_TYPES[spec.type], nullable=True) for spec in specs}
+    return {spec.name: Column(spec.name, Encrypted(spec.type), nullable=True) for spec in specs}
 
 
 class _ReferralBase(Base):
@@ -68,14 +98,14 @@ class _ReferralBase(Base):
     missing_fields = Column(JSON, nullable=False, default=list)
     criteria_version = Column(String(40), nullable=True)
     # The triage engine's suggestion (bot/triage.py), with its reasons.
-    triage_reasons = Column(JSON, nullable=False, default=list)
+    triage_reasons = Column(Encrypted("json"), nullable=False, default=list)
     redirect_to = Column(String(60), nullable=True)
     repeat_referral = Column(Boolean, nullable=False, default=False)
     # Standard measures, worked out at submission from the item scores.
-    phq9_score = Column(Integer, nullable=True)
-    phq9_severity = Column(String(30), nullable=True)
-    gad7_score = Column(Integer, nullable=True)
-    gad7_severity = Column(String(30), nullable=True)
+    phq9_score = Column(Encrypted("int"), nullable=True)
+    phq9_severity = Column(Encrypted("text"), nullable=True)
+    gad7_score = Column(Encrypted("int"), nullable=True)
+    gad7_severity = Column(Encrypted("text"), nullable=True)
     person_key = Column(String(64), nullable=True, index=True)
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
     updated_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow)
@@ -110,7 +140,7 @@ class ReferralEvent(Base):
     referral_id = Column(Integer, ForeignKey("referrals.id", ondelete="CASCADE"), nullable=False, index=True)
     kind = Column(String(40), nullable=False)
     at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
-    detail = Column(JSON, nullable=False, default=dict)
+    detail = Column(Encrypted("json"), nullable=False, default=dict)  # staff notes, safety actions
 
 
 class CrisisEvent(Base):
@@ -187,6 +217,12 @@ Referral.referrer = relationship(Referrer, uselist=False, cascade="all, delete-o
 
 DATASET_COLUMNS = tuple(spec.name for spec in dataset.load().person_fields)
 REFERRER_COLUMNS = tuple(spec.name for spec in dataset.load().referrer_fields)
+# Every encrypted column, by table: what `referral-assistant keys rotate` re-encrypts.
+ENCRYPTED_COLUMNS = {
+    table.name: tuple(c.name for c in table.columns if isinstance(c.type, Encrypted))
+    for table in Base.metadata.sorted_tables
+    if any(isinstance(c.type, Encrypted) for c in table.columns)
+}
 SYSTEM_FIELDS = (
     "reference",
     "referrer_type",
