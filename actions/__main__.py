@@ -1,21 +1,42 @@
 """`python -m actions [rasa-sdk options]`: the action server, ready before it listens.
 
-Same options as `python -m rasa_sdk`. The crisis detector (spaCy pipelines
-and the classifier, about 5 s) is built first, so the health check passes
-only when the server can answer at once; otherwise the first person's first
-answer, which may be a crisis, would wait for it.
+Same options as `python -m rasa_sdk` (but --cors, --ssl-* and --auto-reload:
+only Rasa on loopback calls it; see actions/server.py). The crisis detector
+(spaCy pipelines and the classifier, about 5 s) is built first, so the
+health check passes only when the server can answer at once; otherwise the
+first person's first answer, which may be a crisis, would wait for it.
 """
 
-from rasa_sdk.__main__ import main_from_args
+import logging
+import os
+import sys
+
+from rasa_sdk import utils
+from rasa_sdk.constants import APPLICATION_ROOT_LOGGER_NAME
 from rasa_sdk.endpoint import create_argument_parser
 
+from actions.server import build_app
 from bot.crisis import warm_up
 
 
 def main() -> None:
     args = create_argument_parser().parse_args()
+    token = os.environ.get("ACTION_SERVER_TOKEN", "")
+    if not token:
+        sys.exit("Refusing to start the action server: ACTION_SERVER_TOKEN is not set.")
+    if os.environ.get("REFERRAL_PROFILE") == "production" and (args.loglevel or 0) == logging.DEBUG:
+        sys.exit("Refusing to start the action server: production logs at INFO or above.")
+    utils.configure_colored_logging(args.loglevel)
+    utils.configure_file_logging(
+        logging.getLogger(APPLICATION_ROOT_LOGGER_NAME),
+        args.log_file,
+        args.loglevel,
+        args.logging_config_file,
+    )
+    utils.update_sanic_log_level()
     warm_up()
-    main_from_args(args)
+    app = build_app(args.actions, token)
+    app.run(os.environ.get("SANIC_HOST", "127.0.0.1"), args.port, workers=1, access_log=False)
 
 
 if __name__ == "__main__":

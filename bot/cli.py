@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         "new", help="make a key; in development it goes first in the key file, else it is printed"
     )
     key_commands.add_parser("rotate", help="re-encrypt every stored value under the newest key")
+    commands.add_parser(
+        "purge", help="delete chat transcripts past their retention (the web service does it too)"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -274,6 +277,7 @@ def _keys(args, settings: Settings) -> int:
         return 0
     try:
         counts = keys.rotate_store(settings.database_url)
+        counts["chat events"] = keys.rotate_tracker(settings.tracker_url)
     except crypto.DecryptError as err:
         print(f"{err}. Nothing was changed in that table; are all keys still listed?", file=sys.stderr)
         return 1
@@ -286,6 +290,22 @@ def _keys(args, settings: Settings) -> int:
     return 0
 
 
+def _purge(args, settings: Settings) -> int:
+    from bot import retention
+    from bot.store.db import StoreUnavailable
+    from bot.store.unit_of_work import UnitOfWork
+
+    try:
+        purged = retention.purge(
+            UnitOfWork(settings.database_url), settings.tracker_url, settings.retention()
+        )
+    except StoreUnavailable as err:
+        print(f"A store is not available ({err}). Nothing was deleted.", file=sys.stderr)
+        return 1
+    print(json.dumps(purged.as_dict()))
+    return 0
+
+
 _COMMANDS = {
     "run": _run,
     "train": _train,
@@ -295,6 +315,7 @@ _COMMANDS = {
     "directory": _directory,
     "staff": _staff,
     "keys": _keys,
+    "purge": _purge,
 }
 
 if __name__ == "__main__":

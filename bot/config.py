@@ -18,6 +18,13 @@ defaults keep everything on loopback and in files under ``var/``.
 | SESSION_SECRET      | generated once into <var>/session_secret |
 | PERSON_KEY_SECRET   | generated once into <var>/person_key_secret |
 | SERVICE_CONFIG      | bot/service.yml                      |
+| TRACKER_URL         | sqlite:///<TRACKER_DB>               |
+| GATEWAY_TOKEN       | generated once into <var>/gateway_token |
+| ACTION_SERVER_TOKEN | generated once into <var>/action_server_token |
+| TRANSCRIPT_HOURS_AFTER_SUBMIT | 24 (chat transcripts kept after a referral is sent) |
+| TRANSCRIPT_IDLE_DAYS | 7 (kept after last activity with no referral) |
+| CHAT_MESSAGES_PER_MINUTE | 30 (per conversation; more is refused as "busy") |
+| PUBLIC_ORIGIN       | (none) the chat's https origin behind a proxy |
 | REFERRAL_PROFILE    | development (or production)          |
 | REFERRAL_ENCRYPTION_KEYS | generated once into <var>/encryption_keys |
 
@@ -27,6 +34,7 @@ a missing one stops the process with a message naming it.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import secrets
@@ -124,6 +132,15 @@ class Settings:
     service_config_path: Path
     secret_file: Path
     profile: str = "development"
+    tracker_url: str = ""
+    public_origin: str = ""  # the chat's address as people see it, behind a proxy
+    chat_messages_per_minute: int = 30
+    transcript_hours_after_submit: float = 24.0
+    transcript_idle_days: float = 7.0
+
+    @property
+    def action_url(self) -> str:
+        return f"http://127.0.0.1:{self.action_port}"
 
     @property
     def production(self) -> bool:
@@ -154,6 +171,20 @@ class Settings:
             service_config_path=Path(env.get("SERVICE_CONFIG", PROJECT_ROOT / "bot" / "service.yml")),
             secret_file=var_dir / "session_secret",
             profile=profile,
+            public_origin=env.get("PUBLIC_ORIGIN", "").rstrip("/"),
+            chat_messages_per_minute=int(_positive(env, "CHAT_MESSAGES_PER_MINUTE", 30)),
+            transcript_hours_after_submit=_positive(env, "TRANSCRIPT_HOURS_AFTER_SUBMIT", 24.0),
+            transcript_idle_days=_positive(env, "TRANSCRIPT_IDLE_DAYS", 7.0),
+            tracker_url=env.get("TRACKER_URL")
+            or f"sqlite:///{Path(env.get('TRACKER_DB', var_dir / 'tracker.db')).resolve()}",
+        )
+
+    def retention(self):
+        from bot.retention import Retention
+
+        return Retention(
+            after_submit=dt.timedelta(hours=self.transcript_hours_after_submit),
+            idle=dt.timedelta(days=self.transcript_idle_days),
         )
 
     def service_config(self) -> ServiceConfig:
@@ -167,6 +198,14 @@ class Settings:
         """PERSON_KEY_SECRET: the key of the hash that matches repeat referrals.
         Kept apart from the session secret, so rotating one never breaks the other."""
         return self._secret("PERSON_KEY_SECRET", self.var_dir / "person_key_secret", env)
+
+    def gateway_token(self, env: dict[str, str] | None = None) -> str:
+        """GATEWAY_TOKEN: what the web service shows Rasa's gateway channel."""
+        return self._secret("GATEWAY_TOKEN", self.var_dir / "gateway_token", env).decode()
+
+    def action_token(self, env: dict[str, str] | None = None) -> str:
+        """ACTION_SERVER_TOKEN: what Rasa shows the action server."""
+        return self._secret("ACTION_SERVER_TOKEN", self.var_dir / "action_server_token", env).decode()
 
     def encryption_keys(self, env: dict[str, str] | None = None) -> list[bytes]:
         """REFERRAL_ENCRYPTION_KEYS (newest first), or a development key generated once under var/."""
@@ -211,6 +250,13 @@ def _port(env: dict[str, str], name: str, default: int) -> int:
     value = int(_number(env, name, default))
     if not 0 < value < 65536:
         raise ConfigError(f"{name} must be a port number between 1 and 65535")
+    return value
+
+
+def _positive(env: dict[str, str], name: str, default: float) -> float:
+    value = _number(env, name, default)
+    if value <= 0:
+        raise ConfigError(f"{name} must be more than 0")
     return value
 
 

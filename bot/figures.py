@@ -27,7 +27,6 @@ import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -100,7 +99,7 @@ BREAKDOWNS: dict[str, Callable[[Facts], str]] = {
 }
 
 
-def compute(uow: UnitOfWork, tracker_db: Path | None, period: Period = Period()) -> dict:
+def compute(uow: UnitOfWork, tracker_url: str | None, period: Period = Period()) -> dict:
     with uow:
         query = select(Referral).options(selectinload(Referral.events)).order_by(Referral.submitted_at)
         if period.since:
@@ -128,7 +127,7 @@ def compute(uow: UnitOfWork, tracker_db: Path | None, period: Period = Period())
             for f in facts
             if f.repeat
         ],
-        "drop_off": drop_off(tracker_db, sent, period),
+        "drop_off": drop_off(tracker_url, sent, period),
         "equity": {
             name: {group: summary(members) for group, members in _group(facts, key).items()}
             for name, key in BREAKDOWNS.items()
@@ -180,12 +179,12 @@ def spread(values: Iterable[float | None]) -> dict:
     }
 
 
-def drop_off(tracker_db: Path | None, sent: set[str], period: Period) -> dict:
+def drop_off(tracker_url: str | None, sent: set[str], period: Period) -> dict:
     """Unsent conversations by the last question asked: counts per field, no content."""
-    if tracker_db is None:
+    if tracker_url is None:
         return {"conversations": 0, "by_step": {}}
     steps = Counter()
-    for conversation, (step, last_active) in transcripts.last_steps(tracker_db).items():
+    for conversation, (step, last_active) in transcripts.last_steps(tracker_url).items():
         if conversation in sent:
             continue
         if period.holds(dt.datetime.fromtimestamp(last_active, dt.timezone.utc)):

@@ -35,6 +35,19 @@ def rotate_columns(engine: Engine, table: str, columns: Iterable[str], key: str 
     return rewritten
 
 
+def rotate_tracker(tracker_url: str) -> int:
+    """Every stored chat event's data (Rasa's tracker store)."""
+    from bot import transcripts
+    from bot.store.db import StoreUnavailable
+
+    if not transcripts.last_active(tracker_url):
+        return 0
+    try:
+        return rotate_columns(transcripts.engine(tracker_url), "events", ["data"])
+    except SQLAlchemyError as err:
+        raise StoreUnavailable(type(err).__name__) from err
+
+
 def rotate_store(database_url: str) -> dict[str, int]:
     """Every encrypted column of the referral store, by table."""
     from bot.store.db import StoreUnavailable, engine_for

@@ -35,10 +35,17 @@ class Child:
 
 
 def process_env(settings: Settings) -> dict[str, str]:
-    """Environment every child shares: endpoints.yml reads these."""
+    """Environment every child shares: endpoints.yml reads these.
+
+    The shared tokens and the encryption key are settled here, once, before
+    any child starts, so no two children generate different ones."""
+    settings.encryption_keys()
     return {
         "ACTION_ENDPOINT_URL": f"http://127.0.0.1:{settings.action_port}/webhook",
+        "ACTION_SERVER_TOKEN": settings.action_token(),
+        "GATEWAY_TOKEN": settings.gateway_token(),
         "TRACKER_DB": str(settings.tracker_db),
+        "TRACKER_URL": settings.tracker_url,
         "DATABASE_URL": settings.database_url,
         "REFERRAL_VAR_DIR": str(settings.var_dir),
         "RASA_URL": settings.rasa_url,
@@ -59,7 +66,7 @@ def children(settings: Settings, model: Path) -> list[Child]:
             [
                 python,
                 "-m",
-                "rasa",
+                "bot.rasa_ext",
                 "run",
                 "--model",
                 str(model),
@@ -72,7 +79,7 @@ def children(settings: Settings, model: Path) -> list[Child]:
                 "--port",
                 str(settings.rasa_port),
             ],
-            f"http://127.0.0.1:{settings.rasa_port}/webhooks/rest/",
+            f"http://127.0.0.1:{settings.rasa_port}/webhooks/gateway/",
         ),
         Child(
             "actions",

@@ -91,7 +91,8 @@ def _postgres_url() -> str | None:
 
 
 def _reset_postgres(url: str) -> None:
-    """Drop every table the models define, and Alembic's version table."""
+    """Drop every table the models define, Alembic's version table and Rasa's
+    tracker table (test_retention.py keeps chats in the same test database)."""
     from sqlalchemy import text
 
     from bot.store.db import engine_for
@@ -101,6 +102,7 @@ def _reset_postgres(url: str) -> None:
     Base.metadata.drop_all(engine)
     with engine.begin() as connection:
         connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        connection.execute(text("DROP TABLE IF EXISTS events"))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -137,6 +139,8 @@ class Stack:
         self.env = {
             **os.environ,
             "REFERRAL_VAR_DIR": str(var_dir),
+            # The tests answer at machine speed; the limit itself is tested in test_gateway.py.
+            "CHAT_MESSAGES_PER_MINUTE": "100000",
             **{k: str(v) for k, v in self.ports.items()},
         }
         for key in ("DATABASE_URL", "TRACKER_DB", "RASA_URL"):

@@ -179,6 +179,9 @@ def test_crisis_numbers_are_in_the_opening_and_every_failure_message(domain):
     for name in (
         "utter_opening",
         "utter_service_error",
+        "utter_service_unavailable",
+        "utter_actions_paused",
+        "utter_busy",
         "utter_submit_failed",
         "utter_if_things_get_worse",
         "utter_consent_declined",

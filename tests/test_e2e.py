@@ -273,13 +273,16 @@ def _alive(pids: list[int]) -> list[int]:
 
 
 def rest(stack, sender: str, text: str) -> list[dict]:
-    """One turn straight to Rasa's REST channel, as the gateway relays it."""
+    """One turn straight to Rasa's REST channel (the gateway's), as the gateway relays it."""
     import urllib.request
 
     request = urllib.request.Request(
-        f"{stack.rasa_url}/webhooks/rest/webhook",
+        f"{stack.rasa_url}/webhooks/gateway/webhook",
         data=json.dumps({"sender": sender, "message": text}).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={
+            "Content-Type": "application/json",
+            "X-Gateway-Token": (stack.var_dir / "gateway_token").read_text().strip(),
+        },
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())

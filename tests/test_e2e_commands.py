@@ -166,8 +166,8 @@ def test_stop_offers_pause_or_delete_and_carry_on_returns_to_the_question(stack)
 def test_delete_asks_first_then_removes_the_stored_chat(stack):
     client, _ = up_to(stack, "presenting_problem")
     conversation = client.cookie().split(".")[0]
-    tracker_db = stack.var_dir / "tracker.db"
-    assert transcripts.count_events(tracker_db, conversation) > 0
+    tracker_url = f"sqlite:///{stack.var_dir / 'tracker.db'}"
+    assert transcripts.count_events(tracker_url, conversation) > 0
 
     reply = client.say("delete my answers")
     assert "Are you sure?" in text(reply)
@@ -177,7 +177,7 @@ def test_delete_asks_first_then_removes_the_stored_chat(stack):
     client.say("delete my answers")
     reply = client.say("Yes, delete everything")
     assert reply.status == 200 and "deleted your answers" in text(reply)
-    assert transcripts.count_events(tracker_db, conversation) == 0
+    assert transcripts.count_events(tracker_url, conversation) == 0
     assert client.cookie() is None  # this browser no longer has the conversation
     assert client.start().question["field"] == "easy_read"  # a new one
 
@@ -188,7 +188,7 @@ def test_delete_after_sending_removes_the_chat_and_says_the_referral_is_with_the
     conversation = client.cookie().split(".")[0]
     reply = client.say("Yes, delete everything")
     assert reference in text(reply) and "(555) 010-0123" in text(reply)
-    assert transcripts.count_events(stack.var_dir / "tracker.db", conversation) == 0
+    assert transcripts.count_events(f"sqlite:///{stack.var_dir / 'tracker.db'}", conversation) == 0
     assert record(stack, reference)["reference"] == reference  # the referral itself stays
 
 

@@ -157,11 +157,11 @@ def test_signposting_works_with_the_referral_service_and_the_database_stopped(tr
             deadline = time.monotonic() + 120
             while not healthy(child.health_url) and time.monotonic() < deadline:
                 time.sleep(0.5)
-        url = f"http://127.0.0.1:{settings.rasa_port}/webhooks/rest/webhook"
+        url = f"http://127.0.0.1:{settings.rasa_port}/webhooks/gateway/webhook"
         request = urllib.request.Request(
             url,
             data=json.dumps({"sender": "db-down", "message": "I can't keep myself safe tonight"}).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", "X-Gateway-Token": env["GATEWAY_TOKEN"]},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             messages = json.loads(response.read())

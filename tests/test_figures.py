@@ -93,15 +93,16 @@ def seed(url: str) -> dict[str, str]:
     return refs
 
 
-async def write_tracker(tracker_db) -> None:
-    """Unsent conversations in Rasa's own SQL tracker store (and one sent one)."""
-    from rasa.core.tracker_store import SQLTrackerStore
+async def write_tracker(tracker_url) -> None:
+    """Unsent conversations in the project's tracker store, as Rasa writes them (and one sent one)."""
     from rasa.shared.core.domain import Domain
     from rasa.shared.core.events import SlotSet, UserUttered
     from rasa.shared.core.trackers import DialogueStateTracker
 
     domain = Domain.load(str(PROJECT_ROOT / "domain.yml"))
-    store = SQLTrackerStore(domain, dialect="sqlite", db=str(tracker_db))
+    from bot.rasa_ext.tracker_store import EncryptedSQLTrackerStore
+
+    store = EncryptedSQLTrackerStore(domain, url=tracker_url)
     chats = {
         "unsent-1": ["consent", "full_name"],
         "unsent-2": ["consent", "full_name", "presenting_problem"],
@@ -117,7 +118,7 @@ async def write_tracker(tracker_db) -> None:
 @pytest.fixture
 async def seeded(desk):
     desk.refs = seed(desk.url)
-    await write_tracker(desk.settings.tracker_db)
+    await write_tracker(desk.settings.tracker_url)
     return desk
 
 
@@ -127,7 +128,7 @@ def period_of_seed() -> figures.Period:
 
 
 async def test_every_figure_on_the_seeded_dataset(seeded):
-    got = figures.compute(UnitOfWork(seeded.url), seeded.settings.tracker_db, period_of_seed())
+    got = figures.compute(UnitOfWork(seeded.url), seeded.settings.tracker_url, period_of_seed())
     assert got["referrals"] == 7  # A..G; H is a month earlier
     # G misses its minimum (postal code): 6 of 7 complete.
     assert got["minimum_dataset_complete"] == {"count": 6, "share": 0.857}
@@ -166,7 +167,7 @@ async def test_every_figure_on_the_seeded_dataset(seeded):
 
 
 async def test_equity_breakdowns_repeat_the_figures_per_group(seeded):
-    equity = figures.compute(UnitOfWork(seeded.url), seeded.settings.tracker_db, period_of_seed())["equity"]
+    equity = figures.compute(UnitOfWork(seeded.url), seeded.settings.tracker_url, period_of_seed())["equity"]
     assert {g: n["referrals"] for g, n in equity["referrer_type"].items()} == {"professional": 1, "self": 6}
     assert equity["referrer_type"]["professional"]["minimum_dataset_complete"] == {"count": 0, "share": 0.0}
     assert {g: n["referrals"] for g, n in equity["preferred_language"].items()} == {
@@ -188,7 +189,7 @@ async def test_equity_breakdowns_repeat_the_figures_per_group(seeded):
 
 
 async def test_the_date_range_filters_by_the_day_sent(seeded):
-    everything = figures.compute(UnitOfWork(seeded.url), seeded.settings.tracker_db)
+    everything = figures.compute(UnitOfWork(seeded.url), seeded.settings.tracker_url)
     assert everything["referrals"] == 8
     month_ago = (BASE - 30 * 24 * H).date()
     only_h = figures.compute(UnitOfWork(seeded.url), None, figures.Period(month_ago, month_ago))

@@ -13,9 +13,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.config import Settings
 from bot.web import session
-from bot.web.app import SECRET, create_app
+from bot.web.app import SECRET, Limits, create_app
 
-SAVED = "Something went wrong on our side. Your answers are saved."
+SAVED = "Sorry, the service is not working for a moment. Your answers so far are safe."
+PAUSED = "Sorry, part of the service is paused"
+BUSY = "We're busy. Your answers are saved, please try again in a moment."
+CRISIS_TEXT = "I am going to kill myself tonight"
 
 
 class FakeRasa:
@@ -23,11 +26,16 @@ class FakeRasa:
         self.received: list[dict] = []
         self.reply: list | None = [{"recipient_id": "x", "text": "Hello"}]
         self.delay = 0.0
+        self.status = 200
+        self.tokens: list[str | None] = []
 
     async def webhook(self, request):
         body = await request.json()
         self.received.append(body)
+        self.tokens.append(request.headers.get("X-Gateway-Token"))
         await asyncio.sleep(self.delay)
+        if self.status != 200:
+            return web.json_response({"error": "store_unavailable"}, status=self.status)
         return web.json_response(self.reply)
 
     async def health(self, request):
@@ -39,7 +47,7 @@ async def rasa():
     fake = FakeRasa()
     app = web.Application()
     app.add_routes(
-        [web.post("/webhooks/rest/webhook", fake.webhook), web.get("/webhooks/rest/", fake.health)]
+        [web.post("/webhooks/gateway/webhook", fake.webhook), web.get("/webhooks/gateway/", fake.health)]
     )
     server = TestServer(app)
     await server.start_server()
@@ -52,11 +60,11 @@ async def rasa():
 async def make_client(rasa, tmp_path):
     clients = []
 
-    async def make(timeout=10.0):
+    async def make(timeout=10.0, limits=None):
         settings = dataclasses.replace(
             Settings.from_env({"REFERRAL_VAR_DIR": str(tmp_path)}), rasa_url=rasa.url, rasa_timeout=timeout
         )
-        client = TestClient(TestServer(create_app(settings)))
+        client = TestClient(TestServer(create_app(settings, limits)))
         await client.start_server()
         clients.append(client)
         return client
@@ -138,21 +146,41 @@ async def test_a_user_cannot_send_an_intent(make_client, rasa):
     assert rasa.received[-1]["message"] == "restart"
 
 
-async def test_an_empty_reply_from_rasa_shows_the_answers_are_saved_message(make_client, rasa):
-    client = await make_client()
+async def test_an_empty_reply_with_the_action_server_down_says_the_rest_is_paused(make_client, rasa):
+    client = await make_client()  # nothing listens on the action server's port
     rasa.reply = []
     response = await client.post("/api/chat/start")
     body = await response.json()
-    assert response.status == 502
+    assert response.status == 503 and body["error"] == "actions_unavailable" and body["retry"] is True
     text = body["messages"][0]["text"]
-    assert text.startswith(SAVED) and "988" in text and "911" in text
+    assert text.startswith(PAUSED) and "988" in text and "911" in text
+
+
+async def test_a_failed_turn_says_the_answers_are_safe(make_client, rasa):
+    client = await make_client()
+    rasa.status = 503  # the conversation store is down (bot/rasa_ext/channel.py)
+    response = await client.post("/api/chat", json={"text": "Jane"})
+    body = await response.json()
+    assert response.status == 503 and body["error"] == "unavailable"
+    assert body["messages"][0]["text"].startswith(SAVED)
+    assert [m for m in body["messages"] if "crisis" in m.get("custom", {})] == []
+
+
+async def test_a_crisis_sent_while_rasa_cannot_answer_still_gets_the_crisis_response(make_client, rasa):
+    client = await make_client()
+    rasa.status = 503
+    body = await (await client.post("/api/chat", json={"text": CRISIS_TEXT})).json()
+    crisis, then = body["messages"]
+    assert crisis["custom"]["crisis"]["level"] in ("crisis", "imminent")
+    assert "988" in crisis["text"] and "911" in crisis["text"]
+    assert then["text"].startswith(SAVED)
 
 
 async def test_a_rasa_timeout_shows_the_answers_are_saved_message(make_client, rasa):
     client = await make_client(timeout=0.5)
     rasa.delay = 2
     response = await client.post("/api/chat/start")
-    assert response.status == 502
+    assert response.status == 503
     assert (await response.json())["messages"][0]["text"].startswith(SAVED)
 
 
@@ -162,8 +190,49 @@ async def test_rasa_down_shows_the_answers_are_saved_message(rasa, tmp_path):
     )
     async with TestClient(TestServer(create_app(settings))) as client:
         response = await client.post("/api/chat/start")
-        assert response.status == 502
+        assert response.status == 503
         assert (await response.json())["messages"][0]["text"].startswith(SAVED)
+
+
+async def test_rasa_is_shown_the_gateway_token(make_client, rasa, tmp_path):
+    client = await make_client()
+    await client.post("/api/chat/start")
+    assert rasa.tokens == [(tmp_path / "gateway_token").read_text().strip()]
+
+
+async def test_a_conversation_sending_too_fast_is_told_to_wait_and_a_crisis_still_gets_through(
+    make_client, rasa
+):
+    client = await make_client(limits=Limits(per_conversation=3, window=60))
+    for _ in range(3):
+        assert (await client.post("/api/chat", json={"text": "hello"})).status == 200
+    response = await client.post("/api/chat", json={"text": "hello"})
+    body = await response.json()
+    assert response.status == 429 and body["messages"][0]["text"].startswith(BUSY)
+    body = await (await client.post("/api/chat", json={"text": CRISIS_TEXT})).json()
+    assert "crisis" in body["messages"][0]["custom"] and body["messages"][1]["text"].startswith(BUSY)
+    assert len(rasa.received) == 3
+
+
+async def test_beyond_capacity_the_answer_is_busy_within_a_second(make_client, rasa):
+    client = await make_client(limits=Limits(in_flight=1, queue_wait=0.3))
+    rasa.delay = 3
+    first = asyncio.ensure_future(client.post("/api/chat", json={"text": "one"}))
+    await asyncio.sleep(0.2)
+    started = asyncio.get_running_loop().time()
+    response = await client.post("/api/chat", json={"text": "two"})
+    waited = asyncio.get_running_loop().time() - started
+    assert response.status == 503 and (await response.json())["error"] == "busy"
+    assert waited < 1.0  # the requirement itself, not a benchmark: "busy" must not hang
+    assert (await first).status == 200
+
+
+async def test_a_write_from_another_site_is_refused(make_client, rasa):
+    client = await make_client()
+    response = await client.post("/api/chat/start", headers={"Origin": "https://evil.example"})
+    assert response.status == 403 and rasa.received == []
+    same = await client.post("/api/chat/start", headers={"Origin": str(client.make_url("")).rstrip("/")})
+    assert same.status == 200
 
 
 async def test_chat_page_and_api_are_not_cached_and_send_security_headers(make_client):
@@ -199,8 +268,10 @@ async def test_errors_and_redirects_send_the_security_headers_too(make_client, m
 
 async def test_health_reports_each_process(make_client):
     client = await make_client()
-    body = await (await client.get("/healthz")).json()
+    response = await client.get("/healthz")
+    body = await response.json()
     assert body["web"] is True and body["rasa"] is True and body["actions"] is False
+    assert response.status == 503 and body["status"] == "degraded"
 
 
 def test_cookie_signatures():

@@ -64,3 +64,20 @@ class ReferralRepository:
     def remove_resume_codes(self, conversation_id: str) -> int:
         result = self.session.execute(delete(ResumeCode).where(ResumeCode.conversation_id == conversation_id))
         return result.rowcount
+
+    def submitted_times(self, conversation_ids: list[str]) -> dict[str, dt.datetime]:
+        """When each of these conversations' referral was submitted (those with one)."""
+        return self._by_conversation(Referral.conversation_id, Referral.submitted_at, conversation_ids)
+
+    def pause_expiries(self, conversation_ids: list[str]) -> dict[str, dt.datetime]:
+        """The latest expiry of each of these conversations' pause codes (those with one)."""
+        return self._by_conversation(
+            ResumeCode.conversation_id, func.max(ResumeCode.expires_at), conversation_ids, group=True
+        )
+
+    def _by_conversation(self, key, value, conversation_ids: list[str], group: bool = False) -> dict:
+        found = {}
+        for start in range(0, len(conversation_ids), 500):
+            statement = select(key, value).where(key.in_(conversation_ids[start : start + 500]))
+            found.update(self.session.execute(statement.group_by(key) if group else statement).all())
+        return found

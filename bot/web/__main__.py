@@ -5,12 +5,15 @@ import logging
 from aiohttp import web
 
 from bot.config import Settings
+from bot.crisis import warm_up
 from bot.web.app import create_app
 
 
 def main() -> None:
+    # INFO, never DEBUG: nothing a person types is logged at any level here.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
+    warm_up()  # the gateway checks for a crisis itself when Rasa cannot answer
     web.run_app(create_app(settings), host=settings.host, port=settings.web_port, access_log=None, print=None)
 
 

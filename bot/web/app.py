@@ -2,21 +2,26 @@
 
 The browser only ever talks to this service. It owns the conversation id (a
 signed cookie), refuses bad messages before they reach Rasa, and turns
-Rasa's silent failures (HTTP 200 with an empty list, or a hang) into a
-visible message with crisis numbers.
+Rasa's failures (an error, an empty reply, a hang) into a visible message
+with crisis numbers. When Rasa cannot answer, or a conversation sends too
+fast, or the service is full, the message is still checked for a crisis
+here, and the fixed crisis wording from domain.yml is shown if it is one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from collections import deque
 from pathlib import Path
 
 import aiohttp
 import yaml
 from aiohttp import web
 
-from bot import resume, transcripts
+from bot import crisis, resume, retention, transcripts
 from bot.config import MAX_MESSAGE_CHARS, ServiceConfig, Settings
 from bot.store.db import StoreUnavailable
 from bot.store.unit_of_work import UnitOfWork
@@ -30,16 +35,51 @@ SETTINGS = web.AppKey("settings", Settings)
 SECRET = web.AppKey("secret", bytes)
 SERVICE = web.AppKey("service", ServiceConfig)
 CLIENT = web.AppKey("client", aiohttp.ClientSession)
+LIMITS = web.AppKey("limits", "Limits")
+TOKEN = web.AppKey("gateway_token", str)
 START_MESSAGE = "/greet"  # only the gateway may send an intent
 RESUME_MESSAGE = "/resume_conversation"
+GATEWAY_TOKEN_HEADER = "X-Gateway-Token"
 
 
-def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024, middlewares=[security_headers])
+class Limits:
+    """How much the gateway lets through.
+
+    - A conversation may send ``per_conversation`` messages in ``window``
+      seconds; people type far slower, so only a script or a stuck key hits it.
+    - At most ``in_flight`` turns wait on Rasa at once. Past that, a turn waits
+      ``queue_wait`` seconds for room, then gets "We're busy" instead of hanging.
+    Both are per web process (the production profile runs one).
+    """
+
+    def __init__(self, per_conversation: int = 30, window: float = 60.0, in_flight: int = 32, queue_wait=0.5):
+        self.per_conversation, self.window, self.queue_wait = per_conversation, window, queue_wait
+        self.in_flight = asyncio.Semaphore(in_flight)
+        self._recent: dict[str, deque[float]] = {}
+
+    def allow(self, conversation_id: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        recent = self._recent.setdefault(conversation_id, deque())
+        while recent and recent[0] <= now - self.window:
+            recent.popleft()
+        if len(recent) >= self.per_conversation:
+            return False
+        recent.append(now)
+        if len(self._recent) > 10_000:  # forget quiet conversations
+            for key in [k for k, v in self._recent.items() if not v or v[-1] <= now - self.window]:
+                del self._recent[key]
+        return True
+
+
+def create_app(settings: Settings, limits: Limits | None = None) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024, middlewares=[security_headers, same_origin])
     app[SETTINGS] = settings
     app[SECRET] = settings.session_secret()
     app[SERVICE] = settings.service_config()
+    app[TOKEN] = settings.gateway_token()
+    app[LIMITS] = limits or Limits(per_conversation=settings.chat_messages_per_minute)
     app.cleanup_ctx.append(_client_session)
+    app.cleanup_ctx.append(_purge_transcripts)
     app.add_routes(
         [
             web.get("/", index),
@@ -63,6 +103,43 @@ async def _client_session(app: web.Application):
     async with aiohttp.ClientSession(timeout=timeout) as client:
         app[CLIENT] = client
         yield
+
+
+async def _purge_transcripts(app: web.Application):
+    """Purge chat transcripts past their retention now and every PURGE_EVERY seconds."""
+    settings = app[SETTINGS]
+
+    async def loop():
+        while True:
+            try:
+                await asyncio.to_thread(
+                    retention.purge,
+                    UnitOfWork(settings.database_url),
+                    settings.tracker_url,
+                    settings.retention(),
+                )
+            except Exception as err:  # noqa: BLE001 - keep purging later; the type alone is logged
+                log.error("transcript purge failed: %s", type(err).__name__)
+            await asyncio.sleep(retention.PURGE_EVERY)
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@web.middleware
+async def same_origin(request: web.Request, handler):
+    """A write from another site's page is refused (there is no CORS: the chat
+    and the desk are served from this origin, or PUBLIC_ORIGIN behind a proxy)."""
+    origin = request.headers.get("Origin")
+    if request.method not in ("GET", "HEAD", "OPTIONS") and origin is not None:
+        allowed = {f"{request.scheme}://{request.host}", request.app[SETTINGS].public_origin}
+        if origin not in allowed:
+            log.info("cross-origin write refused")
+            return web.json_response({"error": "cross_origin"}, status=403)
+    return await handler(request)
 
 
 @web.middleware
@@ -113,15 +190,22 @@ async def help_now(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
-    client = request.app[CLIENT]
+    """200 when Rasa and the action server answer; 503 "degraded" naming what does not."""
+    status = await _parts_reachable(request.app)
+    healthy = all(status.values())
+    return web.json_response(
+        {"status": "ok" if healthy else "degraded", "web": True, **status}, status=200 if healthy else 503
+    )
+
+
+async def _parts_reachable(app: web.Application) -> dict[str, bool]:
+    settings, client = app[SETTINGS], app[CLIENT]
     checks = {
-        "rasa": f"{settings.rasa_url}/webhooks/rest/",
-        "actions": f"http://127.0.0.1:{settings.action_port}/health",
+        "rasa": f"{settings.rasa_url}/webhooks/gateway/",
+        "actions": f"{settings.action_url}/health",
     }
     results = await asyncio.gather(*(_reachable(client, url) for url in checks.values()))
-    status = dict(zip(checks, results, strict=True))
-    return web.json_response({"status": "ok", "web": True, **status})
+    return dict(zip(checks, results, strict=True))
 
 
 async def _reachable(client: aiohttp.ClientSession, url: str) -> bool:
@@ -220,24 +304,26 @@ def _refuse(response_name: str, error: str, status: int) -> web.Response:
 
 
 async def _relay(request: web.Request, conversation_id: str, text: str) -> web.Response:
-    settings = request.app[SETTINGS]
-    url = f"{settings.rasa_url}/webhooks/rest/webhook"
+    limits = request.app[LIMITS]
+    if not limits.allow(conversation_id):
+        log.info("chat message refused: rate")
+        return await _cannot_answer(request, text, "rate_limited", "utter_busy", 429)
     try:
-        async with request.app[CLIENT].post(
-            url, json={"sender": conversation_id, "message": text}
-        ) as response:
-            replies = await response.json(content_type=None) if response.status == 200 else None
-            failure = None if response.status == 200 else f"status {response.status}"
+        await asyncio.wait_for(limits.in_flight.acquire(), timeout=limits.queue_wait)
     except asyncio.TimeoutError:
-        replies, failure = None, "timeout"
-    except (aiohttp.ClientError, ValueError) as err:
-        replies, failure = None, type(err).__name__
-    if not isinstance(replies, list) or not replies:
-        log.warning("rasa relay failed: %s", failure or "empty reply")
-        return web.json_response(
-            {"error": "unavailable", "messages": [messages.message("utter_service_error")]},
-            status=502,
-        )
+        log.warning("chat message refused: busy")
+        return await _cannot_answer(request, text, "busy", "utter_busy", 503)
+    try:
+        replies, failure = await _ask_rasa(request, conversation_id, text)
+    finally:
+        limits.in_flight.release()
+    if failure is None and not replies:
+        failure = "empty reply"  # Rasa ran the turn, but no action could answer
+    if failure is not None:
+        log.warning("rasa relay failed: %s", failure)
+        if failure == "empty reply" and not (await _parts_reachable(request.app))["actions"]:
+            return await _cannot_answer(request, text, "actions_unavailable", "utter_actions_paused", 503)
+        return await _cannot_answer(request, text, "unavailable", "utter_service_unavailable", 503)
     out = [
         {key: reply[key] for key in ("text", "custom", "buttons") if key in reply}
         for reply in replies
@@ -248,12 +334,46 @@ async def _relay(request: web.Request, conversation_id: str, text: str) -> web.R
     return web.json_response({"messages": out})
 
 
+async def _ask_rasa(request: web.Request, conversation_id: str, text: str) -> tuple[list | None, str | None]:
+    """Rasa's replies to one turn, or why there are none."""
+    settings = request.app[SETTINGS]
+    try:
+        async with request.app[CLIENT].post(
+            f"{settings.rasa_url}/webhooks/gateway/webhook",
+            json={"sender": conversation_id, "message": text},
+            headers={GATEWAY_TOKEN_HEADER: request.app[TOKEN]},
+        ) as response:
+            if response.status != 200:
+                return None, f"status {response.status}"
+            replies = await response.json(content_type=None)
+    except asyncio.TimeoutError:
+        return None, "timeout"
+    except (aiohttp.ClientError, ValueError) as err:
+        return None, type(err).__name__
+    return (replies, None) if isinstance(replies, list) else (None, "not a list")
+
+
+async def _cannot_answer(
+    request: web.Request, text: str, error: str, response_name: str, status: int
+) -> web.Response:
+    """Rasa did not answer this message: say so, with crisis numbers, and if the
+    message itself is a crisis, show the crisis response first."""
+    shown = [messages.message(response_name)]
+    if not text.startswith("/"):  # the gateway's own intents are never a person's words
+        assessment = await asyncio.to_thread(crisis.assess, text)
+        if assessment.at_least_crisis:
+            log.warning("crisis shown by the gateway while the assistant could not answer")
+            profile = request.app[SERVICE].postal_format
+            shown.insert(0, messages.crisis_message(assessment.level, assessment.subject, profile))
+    return web.json_response({"error": error, "retry": True, "messages": shown}, status=status)
+
+
 async def _forget(request: web.Request, out: list[dict], conversation_id: str) -> web.Response:
     """The person asked to delete what they gave. Rasa has saved its last turn,
     so the stored chat can go now, and this browser loses the conversation."""
     try:
         removed = await asyncio.to_thread(
-            transcripts.delete_conversation, request.app[SETTINGS].tracker_db, conversation_id
+            transcripts.delete_conversation, request.app[SETTINGS].tracker_url, conversation_id
         )
     except StoreUnavailable as err:
         # Not deleted: say so, and keep the conversation so "delete" can be tried again.

@@ -198,7 +198,7 @@ def routes(settings_key, secret_key, service_key) -> list[web.RouteDef]:
         else:
             problem = None
         numbers = await asyncio.to_thread(
-            figures.compute, store(request), request.app[settings_key].tracker_db, period
+            figures.compute, store(request), request.app[settings_key].tracker_url, period
         )
         await asyncio.to_thread(staff.audit, store(request), who, "view_figures", **period.as_dict())
         return pages.page(

@@ -224,7 +224,7 @@ def routes(settings_key, service_key) -> list[web.RouteDef]:
         except ValueError:
             return None
         numbers = await asyncio.to_thread(
-            figures.compute, store(request), settings(request).tracker_db, period
+            figures.compute, store(request), settings(request).tracker_url, period
         )
         await asyncio.to_thread(staff.audit, store(request), who, action, **period.as_dict())
         return numbers

@@ -1,0 +1,85 @@
+"""`python -m bot.rasa_ext run ...`: `rasa run`, with the project's safety settings.
+
+Before Rasa starts:
+
+- Rasa's fail-safe tracker store wrapper is replaced by ``FailClosedTrackerStore``
+  (bot/rasa_ext/tracker_store.py).
+- One call to the action server may take ``ACTION_TIMEOUT`` seconds, not Rasa's 300.
+- The conversation lock lives ``TICKET_LOCK_LIFETIME`` seconds (20 unless set),
+  longer than a whole turn may take (bot/rasa_ext/channel.py).
+- It refuses to start when a setting would be unsafe (``problems``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+ACTION_TIMEOUT = 8  # seconds: inside the turn's deadline (channel.TURN_DEADLINE)
+LOCK_LIFETIME = 20  # seconds: longer than the turn's deadline
+DEBUG_FLAGS = ("--debug", "-vv")
+
+
+def problems(argv: list[str], env: dict[str, str]) -> list[str]:
+    """What stops this Rasa server from starting, in words an operator can act on."""
+    found = []
+    if "--enable-api" in argv and "--auth-token" not in argv and "-t" not in argv:
+        found.append("--enable-api needs --auth-token: Rasa's HTTP API must never be open")
+    if env.get("REFERRAL_PROFILE") == "production":
+        if any(flag in argv for flag in DEBUG_FLAGS) or env.get("LOG_LEVEL", "").upper() == "DEBUG":
+            found.append("production logs at INFO or above: Rasa's debug logs print what people type")
+    if int(env.get("RASA_INSTANCES") or 1) > 1 and _lock_store_type(argv) != "redis":
+        found.append(
+            "several Rasa instances need a shared lock store: set lock_store type redis "
+            "in the endpoints file, or two instances may process one conversation at once"
+        )
+    lifetime = int(env.get("TICKET_LOCK_LIFETIME") or LOCK_LIFETIME)
+    if lifetime <= 10:
+        found.append("TICKET_LOCK_LIFETIME must be more than 10 s, longer than a turn may take")
+    return found
+
+
+def _lock_store_type(argv: list[str]) -> str | None:
+    path = Path(argv[argv.index("--endpoints") + 1]) if "--endpoints" in argv else Path("endpoints.yml")
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    store = config.get("lock_store") or {}
+    return str(store.get("type", "")).lower() or None
+
+
+def install() -> None:
+    """Put the project's behaviour into Rasa (a pinned 3.6.21; tests/test_rasa_ext.py checks it)."""
+    import rasa.core.actions.action as action
+    import rasa.core.agent as agent
+    import rasa.utils.endpoints as endpoints
+
+    from bot.rasa_ext.tracker_store import FailClosedTrackerStore
+
+    agent.FailSafeTrackerStore = FailClosedTrackerStore
+    action.DEFAULT_REQUEST_TIMEOUT = ACTION_TIMEOUT
+    endpoints.DEFAULT_REQUEST_TIMEOUT = ACTION_TIMEOUT
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    found = problems(argv, dict(os.environ))
+    if found:
+        for problem in found:
+            print(f"Refusing to start Rasa: {problem}", file=sys.stderr)
+        sys.exit(2)
+    os.environ.setdefault("TICKET_LOCK_LIFETIME", str(LOCK_LIFETIME))
+    os.environ["RASA_TELEMETRY_ENABLED"] = "false"
+    install()
+    from rasa.__main__ import main as rasa_main
+
+    sys.argv = ["rasa", *argv]
+    rasa_main()
+
+
+if __name__ == "__main__":
+    main()

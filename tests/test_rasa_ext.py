@@ -1,0 +1,196 @@
+"""Our Rasa extensions: the encrypted, fail-closed tracker store, the start-up
+guards, and the hardened action server."""
+
+import json
+import sqlite3
+import zlib
+
+import pytest
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import SlotSet, UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
+
+from bot import crypto
+from bot.config import PROJECT_ROOT
+from bot.rasa_ext.__main__ import problems
+from bot.rasa_ext.tracker_store import (
+    EncryptedSQLTrackerStore,
+    FailClosedTrackerStore,
+    TrackerStoreUnavailable,
+)
+
+SENTENCE = "my neighbour's parrot recites my bank details"
+
+
+@pytest.fixture(scope="module")
+def domain():
+    return Domain.load(str(PROJECT_ROOT / "domain.yml"))
+
+
+def tracker(domain, sender="chat-1"):
+    events = [UserUttered(SENTENCE), SlotSet("requested_slot", "full_name"), SlotSet("full_name", "Ottoline")]
+    return DialogueStateTracker.from_events(sender, events, domain.slots)
+
+
+async def test_events_are_stored_encrypted_and_read_back(domain, tmp_path):
+    url = f"sqlite:///{tmp_path / 'tracker.db'}"
+    store = EncryptedSQLTrackerStore(domain, url=url)
+    await store.save(tracker(domain))
+    with sqlite3.connect(tmp_path / "tracker.db") as db:
+        rows = db.execute("SELECT type_name, action_name, data FROM events").fetchall()
+    assert all(data.startswith(crypto.TOKEN_PREFIX) for _, _, data in rows)
+    assert ("slot", "requested_slot") in {(t, a) for t, a, _ in rows}  # in clear, for retention and figures
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("tracker.db*"))
+    assert b"parrot" not in raw and b"Ottoline" not in raw
+    again = await EncryptedSQLTrackerStore(domain, url=url).retrieve("chat-1")
+    assert again.get_slot("full_name") == "Ottoline" and again.latest_message.text == SENTENCE
+
+
+async def test_a_store_error_is_raised_never_hidden_in_memory(domain, tmp_path, caplog):
+    path = tmp_path / "tracker.db"
+    store = FailClosedTrackerStore(EncryptedSQLTrackerStore(domain, url=f"sqlite:///{path}"))
+    await store.save(tracker(domain))
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE events")  # what any database error looks like from here
+    with pytest.raises(TrackerStoreUnavailable):
+        await store.save(tracker(domain, "chat-2"))
+    with pytest.raises(TrackerStoreUnavailable):
+        await store.retrieve("chat-1")
+    assert "Ottoline" not in caplog.text and "parrot" not in caplog.text
+
+
+def test_rasa_is_patched_as_expected():
+    """The pinned Rasa still has what bot/rasa_ext/__main__.py replaces."""
+    import rasa.core.actions.action as action
+    import rasa.core.agent as agent
+    import rasa.utils.endpoints as endpoints
+
+    from bot.rasa_ext.__main__ import ACTION_TIMEOUT, install
+
+    saved = agent.FailSafeTrackerStore, action.DEFAULT_REQUEST_TIMEOUT, endpoints.DEFAULT_REQUEST_TIMEOUT
+    try:
+        install()
+        assert agent.FailSafeTrackerStore is FailClosedTrackerStore
+        assert action.DEFAULT_REQUEST_TIMEOUT == endpoints.DEFAULT_REQUEST_TIMEOUT == ACTION_TIMEOUT
+        from bot.rasa_ext.channel import TURN_DEADLINE
+
+        assert ACTION_TIMEOUT < TURN_DEADLINE < 10  # inside the gateway's wait, RASA_TIMEOUT <= 10
+    finally:
+        agent.FailSafeTrackerStore, action.DEFAULT_REQUEST_TIMEOUT, endpoints.DEFAULT_REQUEST_TIMEOUT = saved
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "problem"),
+    [
+        (["run", "--enable-api"], {}, "--enable-api needs --auth-token"),
+        (["run", "--debug"], {"REFERRAL_PROFILE": "production"}, "production logs at INFO"),
+        (["run"], {"REFERRAL_PROFILE": "production", "LOG_LEVEL": "DEBUG"}, "production logs at INFO"),
+        (["run"], {"RASA_INSTANCES": "2"}, "shared lock store"),
+        (["run"], {"TICKET_LOCK_LIFETIME": "5"}, "TICKET_LOCK_LIFETIME"),
+    ],
+)
+def test_unsafe_settings_stop_rasa_starting(argv, env, problem):
+    assert any(problem in p for p in problems(argv, env))
+
+
+def test_safe_settings_start(tmp_path):
+    endpoints = tmp_path / "endpoints.yml"
+    endpoints.write_text("lock_store:\n  type: redis\n  url: 127.0.0.1\n")
+    assert problems(["run", "--endpoints", str(endpoints)], {"RASA_INSTANCES": "2"}) == []
+    assert problems(["run", "--enable-api", "--auth-token", "t"], {"REFERRAL_PROFILE": "production"}) == []
+
+
+# ---------------------------------------------------------------- the action server
+
+
+@pytest.fixture(scope="module")
+def action_server(tmp_path_factory):
+    """`python -m actions`, as the runner starts it, with a known token."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conftest import free_port
+
+    from bot.runner import healthy
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("actions") / "actions.log"
+    env = {**os.environ, "ACTION_SERVER_TOKEN": "t0ken", "SANIC_HOST": "127.0.0.1"}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "actions", "--actions", "actions", "--port", str(port)],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 90
+    while not healthy(f"http://127.0.0.1:{port}/health") and time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        time.sleep(0.3)
+    yield f"http://127.0.0.1:{port}", log
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def post(url: str, body: bytes, headers: dict) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def action_call(name="validate_referral_form") -> bytes:
+    return json.dumps(
+        {
+            "next_action": name,
+            "sender_id": "x",
+            "tracker": {
+                "sender_id": "x",
+                "slots": "not a mapping",
+                "latest_message": {"text": SENTENCE},
+                "events": [],
+            },
+            "domain": {},
+            "version": "3.6.2",
+        }
+    ).encode()
+
+
+def test_the_action_server_needs_the_token(action_server):
+    url, _ = action_server
+    assert post(f"{url}/webhook", action_call(), {})[0] == 403
+    assert post(f"{url}/webhook", action_call(), {"X-Action-Token": "wrong"})[0] == 403
+    assert post(f"{url}/actions", b"", {})[0] in (403, 405)
+
+
+def test_an_action_error_never_echoes_the_request(action_server):
+    url, log = action_server
+    status, body = post(f"{url}/webhook", action_call(), {"X-Action-Token": "t0ken"})
+    # rasa-sdk's own handler would answer {"error": ..., "request_body": <the whole tracker>}.
+    assert (status, json.loads(body)) == (500, {"error": "AttributeError"})
+    assert "parrot" not in log.read_text()
+
+
+def test_a_compressed_body_that_inflates_too_far_is_refused(action_server):
+    url, _ = action_server
+    bomb = zlib.compress(b"{" + b" " * (9 * 1024 * 1024) + b"}", 9)
+    assert len(bomb) < 100_000
+    headers = {"X-Action-Token": "t0ken", "Content-Encoding": "deflate"}
+    assert post(f"{url}/webhook", bomb, headers)[0] == 413
+
+
+def test_the_action_server_sends_no_cors_headers(action_server):
+    import urllib.request
+
+    url, _ = action_server
+    request = urllib.request.Request(f"{url}/health", headers={"Origin": "https://evil.example"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert "Access-Control-Allow-Origin" not in response.headers
