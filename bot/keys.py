@@ -40,7 +40,7 @@ def rotate_tracker(tracker_url: str) -> int:
     from bot import transcripts
     from bot.store.db import StoreUnavailable
 
-    if not transcripts.last_active(tracker_url):
+    if not transcripts.stored(tracker_url):
         return 0
     try:
         return rotate_columns(transcripts.engine(tracker_url), "events", ["data"])

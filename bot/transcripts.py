@@ -15,8 +15,9 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Collection
+from pathlib import Path
 
-from sqlalchemy import bindparam, create_engine, text
+from sqlalchemy import bindparam, create_engine, inspect, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -37,15 +38,22 @@ def _exists(tracker_url: str) -> bool:
     parsed = make_url(tracker_url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
         return True
-    from pathlib import Path
-
     return Path(parsed.database).exists()
 
 
 def _has_events_table(connection) -> bool:
-    from sqlalchemy import inspect
-
     return inspect(connection).has_table("events")
+
+
+def stored(tracker_url: str) -> bool:
+    """Whether Rasa has stored any conversation there yet (its events table exists)."""
+    if not _exists(tracker_url):
+        return False
+    try:
+        with engine(tracker_url).connect() as connection:
+            return _has_events_table(connection)
+    except SQLAlchemyError as err:
+        raise StoreUnavailable(type(err).__name__) from err
 
 
 def delete_conversation(tracker_url: str, conversation_id: str) -> int:

@@ -324,7 +324,8 @@ async def _relay(request: web.Request, conversation_id: str, text: str) -> web.R
         failure = "empty reply"  # Rasa ran the turn, but no action could answer
     if failure is not None:
         log.warning("rasa relay failed: %s", failure)
-        if failure == "empty reply" and not (await _parts_reachable(request.app))["actions"]:
+        actions = f"{request.app[SETTINGS].action_url}/health"
+        if failure == "empty reply" and not await _reachable(request.app[CLIENT], actions):
             return await _cannot_answer(request, text, "actions_unavailable", "utter_actions_paused", 503)
         return await _cannot_answer(request, text, "unavailable", "utter_service_unavailable", 503)
     out = [
