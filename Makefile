@@ -7,11 +7,12 @@ STAMP := $(VENV)/.installed
 export RASA_TELEMETRY_ENABLED := false
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 
-.PHONY: help setup run test lint unit scores validate train stories browser-deps e2e bench clean
+.PHONY: help setup run run-production test lint unit scores validate train stories browser-deps e2e bench clean
 
 help:
 	@echo "make run    set up, train if needed, start everything, print the chat address"
 	@echo "make test   set up and run the whole suite"
+	@echo "make run-production   the production profile (README: Deployment)"
 
 # Rasa 3.6 needs Python 3.10: PATH first, then pyenv's 3.10 builds.
 define find_python
@@ -36,6 +37,13 @@ setup: $(STAMP)
 
 run: $(STAMP)
 	$(VENV)/bin/referral-assistant run
+
+# The production profile (README "Deployment"): two Rasa instances behind a small
+# proxy, PostgreSQL for conversations and referrals, Redis for the conversation lock.
+# Nothing has a default: DATABASE_URL, TRACKER_URL and every secret come from the
+# environment (`referral-assistant secrets` prints a new set of secrets).
+run-production: $(STAMP)
+	REFERRAL_PROFILE=production RASA_INSTANCES=$${RASA_INSTANCES:-2} $(VENV)/bin/referral-assistant run
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bot actions tests bench

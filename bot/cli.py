@@ -12,6 +12,7 @@ referral-assistant staff add USERNAME --role triage|admin [--password-stdin]
 referral-assistant keys new                  a new encryption key (first in line)
 referral-assistant keys rotate               re-encrypt everything under the newest key
 referral-assistant purge                     delete chat transcripts past their retention
+referral-assistant secrets                   a new set of production secrets, as VARIABLE=value lines
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "purge", help="delete chat transcripts past their retention (the web service does it too)"
     )
+    commands.add_parser(
+        "secrets", help="print a new set of production secrets as VARIABLE=value lines (README Deployment)"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -82,6 +86,11 @@ def _run(args, settings: Settings) -> int:
     from bot.training import ensure_model
 
     config = settings.service_config()  # fail early on a bad service configuration
+    problems = settings.production_problems()
+    for problem in problems:
+        print(f"Refusing to start the production profile: {problem}", file=sys.stderr)
+    if problems:
+        return 2
     try:
         directory = load_directory(profile=config.postal_format)
     except DirectoryError as err:
@@ -306,6 +315,17 @@ def _purge(args, settings: Settings) -> int:
     return 0
 
 
+def _secrets(args, settings: Settings) -> int:
+    import secrets
+
+    from bot import crypto
+
+    for name in ("SESSION_SECRET", "PERSON_KEY_SECRET", "GATEWAY_TOKEN", "ACTION_SERVER_TOKEN"):
+        print(f"{name}={secrets.token_urlsafe(32)}")
+    print(f"{crypto.KEYS_VARIABLE}={crypto.new_key()}")
+    return 0
+
+
 _COMMANDS = {
     "run": _run,
     "train": _train,
@@ -316,6 +336,7 @@ _COMMANDS = {
     "staff": _staff,
     "keys": _keys,
     "purge": _purge,
+    "secrets": _secrets,
 }
 
 if __name__ == "__main__":

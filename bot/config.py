@@ -27,6 +27,10 @@ defaults keep everything on loopback and in files under ``var/``.
 | PUBLIC_ORIGIN       | (none) the chat's https origin behind a proxy |
 | REFERRAL_PROFILE    | development (or production)          |
 | REFERRAL_ENCRYPTION_KEYS | generated once into <var>/encryption_keys |
+| RASA_INSTANCES      | 1 (more: a proxy on RASA_PORT in front of them) |
+| RASA_INSTANCE_PORTS | RASA_PORT+1, RASA_PORT+2, ... (one per instance) |
+| RASA_ENDPOINTS      | endpoints.yml (production: endpoints.production.yml) |
+| REDIS_URL           | redis://127.0.0.1:6379/1 (the lock store of several instances) |
 
 In production (REFERRAL_PROFILE=production) no secret or key has a default:
 a missing one stops the process with a message naming it.
@@ -137,6 +141,13 @@ class Settings:
     chat_messages_per_minute: int = 30
     transcript_hours_after_submit: float = 24.0
     transcript_idle_days: float = 7.0
+    rasa_instance_ports: tuple[int, ...] = ()  # empty: one Rasa, on rasa_port itself
+    rasa_endpoints: str = "endpoints.yml"
+    redis_url: str = "redis://127.0.0.1:6379/1"
+
+    @property
+    def rasa_instances(self) -> int:
+        return max(1, len(self.rasa_instance_ports))
 
     @property
     def action_url(self) -> str:
@@ -177,7 +188,35 @@ class Settings:
             transcript_idle_days=_positive(env, "TRANSCRIPT_IDLE_DAYS", 7.0),
             tracker_url=env.get("TRACKER_URL")
             or f"sqlite:///{Path(env.get('TRACKER_DB', var_dir / 'tracker.db')).resolve()}",
+            rasa_instance_ports=_instance_ports(env, rasa_port),
+            rasa_endpoints=env.get("RASA_ENDPOINTS")
+            or ("endpoints.production.yml" if profile == "production" else "endpoints.yml"),
+            redis_url=env.get("REDIS_URL") or "redis://127.0.0.1:6379/1",
         )
+
+    def production_problems(self, env: dict[str, str] | None = None) -> list[str]:
+        """Why this production configuration must not start (empty when it may).
+
+        Each secret is checked by its own reader when used; this checks the
+        shape of the deployment: shared stores on a server, not files."""
+        env = os.environ if env is None else env
+        if not self.production:
+            return []
+        found = [
+            f"{name} must name a PostgreSQL database, not a file on this machine"
+            for name, url in (("DATABASE_URL", self.database_url), ("TRACKER_URL", self.tracker_url))
+            if not env.get(name) or url.startswith("sqlite")
+        ]
+        for reader in (self.session_secret, self.person_key_secret, self.gateway_token, self.action_token):
+            try:
+                reader(env)
+            except ConfigError as err:
+                found.append(str(err))
+        try:
+            self.encryption_keys(env)
+        except ConfigError as err:
+            found.append(str(err))
+        return found
 
     def retention(self):
         from bot.retention import Retention
@@ -244,6 +283,25 @@ def _read_written(path: Path) -> bytes:
             return value
         time.sleep(0.02)
     raise ConfigError(f"{path} is empty; delete it to generate a new development value")
+
+
+def _instance_ports(env: dict[str, str], rasa_port: int) -> tuple[int, ...]:
+    """Where each Rasa instance listens when there are several (none when there is one)."""
+    count = int(_number(env, "RASA_INSTANCES", 1))
+    if not 1 <= count <= 8:
+        raise ConfigError("RASA_INSTANCES must be from 1 to 8")
+    if count == 1:
+        return ()
+    raw = env.get("RASA_INSTANCE_PORTS", "")
+    if not raw:
+        return tuple(rasa_port + i for i in range(1, count + 1))
+    ports = tuple(_port({"RASA_INSTANCE_PORTS": p.strip()}, "RASA_INSTANCE_PORTS", 0) for p in raw.split(","))
+    if len(ports) != count or rasa_port in ports or len(set(ports)) != count:
+        raise ConfigError(
+            f"RASA_INSTANCE_PORTS must name {count} different ports (one per instance), "
+            "none of them RASA_PORT"
+        )
+    return ports
 
 
 def _port(env: dict[str, str], name: str, default: int) -> int:

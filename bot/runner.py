@@ -1,4 +1,8 @@
-"""Start and supervise the three processes: Rasa, the action server, the web service.
+"""Start and supervise the processes: Rasa, the action server, the web service.
+
+With ``RASA_INSTANCES`` above 1 (the production profile) there are several
+Rasa servers, each on its own port, and a small proxy (bot/proxy.py) on
+``RASA_PORT`` that shares the turns among them.
 
 Each child runs in its own process group and is told to die with the runner
 (PR_SET_PDEATHSIG), so Ctrl-C, a kill or a crash of the runner leaves no
@@ -15,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +45,7 @@ def process_env(settings: Settings) -> dict[str, str]:
     The shared tokens and the encryption key are settled here, once, before
     any child starts, so no two children generate different ones."""
     settings.encryption_keys()
+    redis = urllib.parse.urlsplit(settings.redis_url)
     return {
         "ACTION_ENDPOINT_URL": f"http://127.0.0.1:{settings.action_port}/webhook",
         "ACTION_SERVER_TOKEN": settings.action_token(),
@@ -54,33 +60,36 @@ def process_env(settings: Settings) -> dict[str, str]:
         "WEB_PORT": str(settings.web_port),
         "RASA_TELEMETRY_ENABLED": "false",
         "SANIC_HOST": "127.0.0.1",  # rasa-sdk's action server binds here
+        "RASA_INSTANCES": str(settings.rasa_instances),
+        "RASA_UPSTREAMS": ",".join(f"http://127.0.0.1:{port}" for port in settings.rasa_instance_ports),
+        # endpoints.production.yml: the lock store several instances share.
+        "REDIS_HOST": redis.hostname or "127.0.0.1",
+        "REDIS_PORT": str(redis.port or 6379),
+        "REDIS_DB": redis.path.strip("/") or "0",
+        "REDIS_PASSWORD": urllib.parse.unquote(redis.password or ""),
+        "REDIS_KEY_PREFIX": os.environ.get("REDIS_KEY_PREFIX", "referral"),
         "PYTHONUNBUFFERED": "1",
     }
 
 
 def children(settings: Settings, model: Path) -> list[Child]:
     python = sys.executable
+
+    def rasa(name: str, port: int) -> Child:
+        argv = [python, "-m", "bot.rasa_ext", "run", "--model", str(model)]
+        argv += ["--endpoints", settings.rasa_endpoints, "--credentials", "credentials.yml"]
+        argv += ["--interface", "127.0.0.1", "--port", str(port)]
+        return Child(name, argv, f"http://127.0.0.1:{port}/webhooks/gateway/")
+
+    if settings.rasa_instances == 1:
+        front = [rasa("rasa", settings.rasa_port)]
+    else:
+        front = [rasa(f"rasa-{i}", port) for i, port in enumerate(settings.rasa_instance_ports, start=1)]
+        front.append(
+            Child("proxy", [python, "-m", "bot.proxy"], f"http://127.0.0.1:{settings.rasa_port}/proxy/status")
+        )
     return [
-        Child(
-            "rasa",
-            [
-                python,
-                "-m",
-                "bot.rasa_ext",
-                "run",
-                "--model",
-                str(model),
-                "--endpoints",
-                "endpoints.yml",
-                "--credentials",
-                "credentials.yml",
-                "--interface",
-                "127.0.0.1",
-                "--port",
-                str(settings.rasa_port),
-            ],
-            f"http://127.0.0.1:{settings.rasa_port}/webhooks/gateway/",
-        ),
+        *front,
         Child(
             "actions",
             [python, "-m", "actions", "--actions", "actions", "--port", str(settings.action_port)],
@@ -111,33 +120,49 @@ def healthy(url: str, timeout: float = 2.0) -> bool:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, model: Path, out=sys.stdout):
+    def __init__(self, settings: Settings, model: Path, out=sys.stdout, env: dict[str, str] | None = None):
         self.settings = settings
         self.children = children(settings, model)
         self.out = out
+        self.base_env = dict(os.environ if env is None else env)
         self.stopping = False
 
     def say(self, message: str) -> None:
         print(message, file=self.out, flush=True)
 
     def start(self) -> None:
-        env = {**os.environ, **process_env(self.settings)}
+        self.env = {**self.base_env, **process_env(self.settings)}
+        if self.settings.rasa_instances > 1:
+            # Several instances starting at once would race to create the table.
+            from bot.rasa_ext.tracker_store import create_tables
+
+            create_tables(self.settings.tracker_url)
+        for child in self.children:
+            self.start_child(child.name)
+
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
+
+    def start_child(self, name: str) -> None:
+        child = self.child(name)
         logs = self.settings.var_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        for child in self.children:
-            log_file = open(logs / f"{child.name}.log", "ab")  # noqa: SIM115 - lives with the child
+        with open(logs / f"{child.name}.log", "ab") as log_file:
             child.process = subprocess.Popen(
                 child.argv,
                 cwd=PROJECT_ROOT,
-                env={**env, **child.env},
+                env={**self.env, **child.env},
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
-            log_file.close()
-            self.say(f"started {child.name} (pid {child.process.pid}), log: {logs / child.name}.log")
+        self.say(f"started {child.name} (pid {child.process.pid}), log: {logs / child.name}.log")
+
+    def stop_child(self, name: str) -> None:
+        """Stop one child (and whatever it started), as a crash or an operator would."""
+        self._stop([self.child(name)])
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> bool:
         deadline = time.monotonic() + timeout
@@ -157,10 +182,13 @@ class Supervisor:
 
     def stop(self) -> None:
         self.stopping = True
-        for child in self.children:
+        self._stop(self.children)
+
+    def _stop(self, children: list[Child]) -> None:
+        for child in children:
             _signal_group(child, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE
-        for child in self.children:
+        for child in children:
             if child.process is None:
                 continue
             try:

@@ -6,6 +6,7 @@ import http.cookiejar
 import json
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 
 
@@ -61,6 +62,41 @@ class ChatClient:
 
     def cookie(self) -> str | None:
         return next((c.value for c in self.jar if c.name == "ra_session"), None)
+
+
+@dataclass
+class InstanceChat:
+    """One conversation spoken straight to Rasa's gateway channel, each turn to
+    the next of ``urls`` in rotation (the production profile's instances)."""
+
+    urls: list[str]
+    token: str
+    sender: str = field(default_factory=lambda: uuid.uuid4().hex)
+    sent: list[tuple[str, str]] = field(default_factory=list)  # (instance url, text) in order
+
+    def send(self, text: str, url: str | None = None) -> Reply:
+        url = url or self.urls[len(self.sent) % len(self.urls)]
+        self.sent.append((url, text))
+        request = urllib.request.Request(
+            url + "/webhooks/gateway/webhook",
+            data=json.dumps({"sender": self.sender, "message": text}).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", "X-Gateway-Token": self.token},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, payload = response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            status, payload = err.code, json.loads(err.read())
+        if isinstance(payload, dict):
+            return Reply(status, [], payload.get("error"))
+        return Reply(status, payload)
+
+    def start(self) -> Reply:
+        return self.send("/greet")
+
+    def say(self, text: str) -> Reply:
+        return self.send(text)
 
 
 def play(

@@ -90,6 +90,30 @@ def _postgres_url() -> str | None:
     return url
 
 
+def _redis_url() -> str | None:
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url and os.environ.get("REQUIRE_REDIS"):
+        pytest.fail("REQUIRE_REDIS is set but TEST_REDIS_URL is not")
+    return url
+
+
+def fresh_postgres_database(name: str) -> str:
+    """A new, empty database beside TEST_POSTGRES_URL's (dropped first if it is left
+    from an earlier run); returns its URL. Skips when PostgreSQL is not configured."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    url = _postgres_url()
+    if url is None:
+        pytest.skip("TEST_POSTGRES_URL not set")
+    admin = create_engine(url, future=True, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
 def _reset_postgres(url: str) -> None:
     """Drop every table the models define, Alembic's version table and Rasa's
     tracker table (test_retention.py keeps chats in the same test database)."""
@@ -133,7 +157,7 @@ def free_port() -> int:
 class Stack:
     """`referral-assistant run`, started exactly as `make run` starts it."""
 
-    def __init__(self, var_dir: Path):
+    def __init__(self, var_dir: Path, env: dict[str, str] | None = None):
         self.var_dir = var_dir
         self.ports = {"WEB_PORT": free_port(), "RASA_PORT": free_port(), "ACTION_PORT": free_port()}
         self.env = {
@@ -143,11 +167,12 @@ class Stack:
             "CHAT_MESSAGES_PER_MINUTE": "100000",
             **{k: str(v) for k, v in self.ports.items()},
         }
-        for key in ("DATABASE_URL", "TRACKER_DB", "RASA_URL"):
+        for key in ("DATABASE_URL", "TRACKER_DB", "TRACKER_URL", "RASA_URL"):
             self.env.pop(key, None)
+        self.env.update(env or {})
         self.web_url = f"http://127.0.0.1:{self.ports['WEB_PORT']}"
         self.rasa_url = f"http://127.0.0.1:{self.ports['RASA_PORT']}"
-        self.database_url = f"sqlite:///{var_dir / 'referrals.db'}"
+        self.database_url = self.env.get("DATABASE_URL") or f"sqlite:///{var_dir / 'referrals.db'}"
         self.output: list[str] = []
 
     def start(self, timeout: float = 240) -> None:

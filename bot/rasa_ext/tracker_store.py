@@ -66,6 +66,18 @@ class EncryptedSQLTrackerStore(SQLTrackerStore):
             session.commit()
 
 
+def create_tables(url: str) -> None:
+    """Create Rasa's events table, as each instance would at start. The runner
+    does it first when several instances start at once, or they race to."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url, future=True)
+    try:
+        SQLTrackerStore.Base.metadata.create_all(engine)
+    finally:
+        engine.dispose()
+
+
 def encode(data: dict) -> str:
     return crypto.keyring().encrypt(json.dumps(data).encode())
 
