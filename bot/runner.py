@@ -39,17 +39,18 @@ class Child:
     process: subprocess.Popen | None = None
 
 
-def process_env(settings: Settings) -> dict[str, str]:
+def process_env(settings: Settings, env: dict[str, str] | None = None) -> dict[str, str]:
     """Environment every child shares: endpoints.yml reads these.
 
     The shared tokens and the encryption key are settled here, once, before
     any child starts, so no two children generate different ones."""
-    settings.encryption_keys()
+    env = os.environ if env is None else env
+    settings.encryption_keys(env)
     redis = urllib.parse.urlsplit(settings.redis_url)
     return {
         "ACTION_ENDPOINT_URL": f"http://127.0.0.1:{settings.action_port}/webhook",
-        "ACTION_SERVER_TOKEN": settings.action_token(),
-        "GATEWAY_TOKEN": settings.gateway_token(),
+        "ACTION_SERVER_TOKEN": settings.action_token(env),
+        "GATEWAY_TOKEN": settings.gateway_token(env),
         "TRACKER_DB": str(settings.tracker_db),
         "TRACKER_URL": settings.tracker_url,
         "DATABASE_URL": settings.database_url,
@@ -67,7 +68,7 @@ def process_env(settings: Settings) -> dict[str, str]:
         "REDIS_PORT": str(redis.port or 6379),
         "REDIS_DB": redis.path.strip("/") or "0",
         "REDIS_PASSWORD": urllib.parse.unquote(redis.password or ""),
-        "REDIS_KEY_PREFIX": os.environ.get("REDIS_KEY_PREFIX", "referral"),
+        "REDIS_KEY_PREFIX": env.get("REDIS_KEY_PREFIX", "referral"),
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -131,7 +132,7 @@ class Supervisor:
         print(message, file=self.out, flush=True)
 
     def start(self) -> None:
-        self.env = {**self.base_env, **process_env(self.settings)}
+        self.env = {**self.base_env, **process_env(self.settings, self.base_env)}
         if self.settings.rasa_instances > 1:
             # Several instances starting at once would race to create the table.
             from bot.rasa_ext.tracker_store import create_tables
