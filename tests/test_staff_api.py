@@ -95,3 +95,65 @@ async def test_a_session_ends_after_15_minutes_idle_and_at_sign_out(desk):
     await sign_in(desk, "tom")
     await desk.post("/api/staff/logout")
     assert (await desk.get("/api/staff/queue")).status == 401
+
+
+# ---------------------------------------------------------------- sign-in limits and cookies
+
+
+async def test_five_failed_sign_ins_stop_that_username_for_a_while(desk):
+    for _ in range(5):
+        wrong = await desk.post("/api/staff/login", json={"username": "tom", "password": "guess"})
+        assert wrong.status == 401
+    right = await sign_in(desk, "TOM ")  # the same account however it is typed
+    assert right.status == 429 and await right.json() == {"error": "too_many_attempts"}
+    assert 0 < int(right.headers["Retry-After"]) <= 15 * 60
+    assert (await sign_in(desk, "ada", staff.totp(desk.admin_secret))).status == 200  # others still can
+
+    page = await desk.post("/staff/login", data={"username": "tom", "password": PASSWORD})
+    assert page.status == 429 and "Too many tries. Wait 15 minutes" in await page.text()
+
+
+def test_the_sign_in_throttle_counts_per_user_and_per_address_and_forgets_after_the_window():
+    from bot.web.staff import SignInThrottle
+
+    throttle = SignInThrottle(per_user=2, per_address=3, window=60)
+    throttle.failed("tom", "10.0.0.1", now=0)
+    assert throttle.wait("tom", "10.0.0.2", now=1) == 0
+    throttle.failed("Tom", "10.0.0.2", now=10)
+    assert throttle.wait("tom", "10.0.0.3", now=11) == 49  # until the first failure is a minute old
+    assert throttle.wait("tom", "10.0.0.3", now=60) == 0
+    throttle.failed("amy", "10.0.0.2", now=20)
+    throttle.failed("bob", "10.0.0.2", now=21)
+    assert throttle.wait("cat", "10.0.0.2", now=22) > 0  # that address tried three accounts
+    assert throttle.wait("cat", "10.0.0.9", now=22) == 0
+    throttle.succeeded("amy")
+    throttle.failed("amy", "10.0.0.5", now=23)
+    assert throttle.wait("amy", "10.0.0.6", now=24) == 0  # a success started amy's count again
+
+
+async def test_the_staff_cookie_is_secure_behind_a_tls_proxy(tmp_path):
+    import dataclasses
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.config import Settings
+    from bot.store.migrate import upgrade
+    from bot.web.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'referrals.db'}"
+    upgrade(url)
+    staff.add_staff(UnitOfWork(url), "tom", PASSWORD, "triage")
+    settings = dataclasses.replace(
+        Settings.from_env({"REFERRAL_VAR_DIR": str(tmp_path)}),
+        database_url=url,
+        public_origin="https://referrals.example.org",
+    )
+    client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    try:
+        signed_in = await sign_in(client, "tom")
+        assert signed_in.status == 200
+        cookie = signed_in.headers["Set-Cookie"]
+        assert "ra_staff=" in cookie and "Secure" in cookie and "HttpOnly" in cookie
+    finally:
+        await client.close()

@@ -78,6 +78,7 @@ def create_app(settings: Settings, limits: Limits | None = None) -> web.Applicat
     app[SERVICE] = settings.service_config()
     app[TOKEN] = settings.gateway_token()
     app[LIMITS] = limits or Limits(per_conversation=settings.chat_messages_per_minute)
+    app[staff_api.THROTTLE] = staff_api.SignInThrottle()
     app.cleanup_ctx.append(_client_session)
     app.cleanup_ctx.append(_purge_transcripts)
     app.add_routes(
@@ -229,7 +230,7 @@ def _with_cookie(request: web.Request, response: web.Response, conversation_id: 
         session.encode(request.app[SECRET], conversation_id),
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        secure=staff_api.secure(request, request.app[SETTINGS]),
         path="/",
     )
 

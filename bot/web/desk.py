@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import math
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -25,7 +26,7 @@ from bot.store.db import StoreUnavailable
 from bot.store.unit_of_work import UnitOfWork
 from bot.web import figures_page, pages
 from bot.web.html import Markup, el
-from bot.web.staff import COOKIE, TRIAGE, guard, parse_period, set_session_cookie, uow
+from bot.web.staff import COOKIE, THROTTLE, TRIAGE, guard, parse_period, set_session_cookie, uow
 
 log = logging.getLogger(__name__)
 
@@ -88,20 +89,29 @@ def routes(settings_key, secret_key, service_key) -> list[web.RouteDef]:
     async def login(request: web.Request) -> web.Response:
         data = await request.post()
         username, password, code = (str(data.get(k, "")) for k in ("username", "password", "code"))
+        throttle = request.app[THROTTLE]
+        wait = throttle.wait(username, request.remote)
+        if wait > 0:
+            log.warning("staff sign-in refused: too many failed attempts")
+            minutes = math.ceil(wait / 60)
+            message = f"Too many tries. Wait {minutes} minute{'s' if minutes != 1 else ''}, then try again."
+            return pages.page("Sign in", _login_form(message), status=429)
         try:
             user = await asyncio.to_thread(staff.authenticate, store(request), username, password, code)
         except StoreUnavailable:
             return pages.page("Sign in", _login_form(pages.UNAVAILABLE), status=503)
         if user is None:
             log.info("staff sign-in refused")
+            throttle.failed(username, request.remote)
             message = "That did not work. Check your username, password and, for admins, the 6-digit code."
             return pages.page("Sign in", _login_form(message), status=401)
+        throttle.succeeded(username)
         token = await asyncio.to_thread(staff.start_session, store(request), user)
         await asyncio.to_thread(
             staff.audit, store(request), staff.SignedIn(user.username, user.role), "sign_in"
         )
         response = pages.see_other("/staff/queue")
-        set_session_cookie(request, response, token)
+        set_session_cookie(request, response, token, request.app[settings_key])
         return response
 
     async def logout(request: web.Request) -> web.Response:

@@ -16,6 +16,9 @@ import datetime as dt
 import functools
 import io
 import logging
+import math
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -76,8 +79,67 @@ def guard(settings_key, roles: tuple[str, ...], refuse: Callable[[str, int], web
     return wrap
 
 
-def set_session_cookie(request: web.Request, response: web.StreamResponse, token: str) -> None:
-    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=request.secure, path="/")
+def set_session_cookie(
+    request: web.Request, response: web.StreamResponse, token: str, settings: Settings
+) -> None:
+    response.set_cookie(
+        COOKIE, token, httponly=True, samesite="Strict", secure=secure(request, settings), path="/"
+    )
+
+
+def secure(request: web.Request, settings: Settings) -> bool:
+    """Cookies are Secure over TLS, including TLS ended at a proxy (PUBLIC_ORIGIN https://...)."""
+    return request.secure or settings.public_origin.startswith("https://")
+
+
+class SignInThrottle:
+    """Failed staff sign-ins, counted per username and per network address.
+
+    Past ``per_user`` failures for one username, or ``per_address`` from one
+    address, within ``window`` seconds, sign-in is refused without checking the
+    password until the oldest failure is out of the window. Behind a proxy every
+    request has the proxy's address, so the address limit then counts everyone's
+    failures together. Kept in memory: a restart forgets it.
+    """
+
+    def __init__(self, per_user: int = 5, per_address: int = 20, window: float = 15 * 60):
+        self.limits = {"user": per_user, "address": per_address}
+        self.window = window
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+
+    def _keys(self, username: str, address: str | None) -> list[tuple[str, str]]:
+        return [("user", username.strip().casefold()), ("address", address or "")]
+
+    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
+        times = self._failures.get(key, deque())
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        return times
+
+    def wait(self, username: str, address: str | None, now: float | None = None) -> float:
+        """Seconds before this sign-in may be tried (0: it may be now)."""
+        now = time.monotonic() if now is None else now
+        waits = [
+            times[0] + self.window - now
+            for key in self._keys(username, address)
+            if len(times := self._recent(key, now)) >= self.limits[key[0]]
+        ]
+        return max(waits, default=0.0)
+
+    def failed(self, username: str, address: str | None, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        for key in self._keys(username, address):
+            self._failures[key] = self._recent(key, now)
+            self._failures[key].append(now)
+        if len(self._failures) > 10_000:  # forget the quiet ones
+            for key in [k for k in self._failures if not self._recent(k, now)]:
+                del self._failures[key]
+
+    def succeeded(self, username: str) -> None:
+        self._failures.pop(("user", username.strip().casefold()), None)
+
+
+THROTTLE = web.AppKey("sign_in_throttle", SignInThrottle)
 
 
 def parse_period(query) -> figures.Period:
@@ -129,6 +191,13 @@ def routes(settings_key, service_key) -> list[web.RouteDef]:
         if body is None or not all(isinstance(body.get(k), str) for k in ("username", "password")):
             return _error("bad_request", 400)
         code = body.get("code") if isinstance(body.get("code"), str) else None
+        throttle = request.app[THROTTLE]
+        wait = throttle.wait(body["username"], request.remote)
+        if wait > 0:
+            log.warning("staff sign-in refused: too many failed attempts")
+            response = _error("too_many_attempts", 429)
+            response.headers["Retry-After"] = str(math.ceil(wait))
+            return response
         try:
             user = await asyncio.to_thread(
                 staff.authenticate, store(request), body["username"], body["password"], code
@@ -137,12 +206,14 @@ def routes(settings_key, service_key) -> list[web.RouteDef]:
             return _error("unavailable", 503)
         if user is None:
             log.info("staff sign-in refused")
+            throttle.failed(body["username"], request.remote)
             return _error("sign_in_failed", 401)
+        throttle.succeeded(body["username"])
         token = await asyncio.to_thread(staff.start_session, store(request), user)
         who = staff.SignedIn(user.username, user.role)
         await asyncio.to_thread(staff.audit, store(request), who, "sign_in")
         response = web.json_response({"username": user.username, "role": user.role})
-        set_session_cookie(request, response, token)
+        set_session_cookie(request, response, token, settings(request))
         return response
 
     async def logout(request: web.Request) -> web.Response:
