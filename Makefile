@@ -7,7 +7,12 @@ STAMP := $(VENV)/.installed
 export RASA_TELEMETRY_ENABLED := false
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 
-.PHONY: help setup run run-production test lint unit scores validate train stories browser-deps e2e bench clean
+SCHEMATHESIS_VERSION := 3.39.16
+# Newer hypothesis releases break schemathesis 3.39 ("'many' object has no attribute 'more'").
+SCHEMATHESIS_HYPOTHESIS := 6.123.2
+PIP_AUDIT_VERSION := 2.10.1
+
+.PHONY: help setup run run-production schemathesis audit test lint unit scores validate train stories browser-deps e2e bench clean
 
 help:
 	@echo "make run    set up, train if needed, start everything, print the chat address"
@@ -77,14 +82,38 @@ browser-deps:
 	@if command -v npm >/dev/null; then cd tests/browser && npm ci --no-audit --no-fund --silent; \
 	else echo "npm not found: browser tests will be skipped (REQUIRE_BROWSER makes that a failure)"; fi
 
-e2e: train browser-deps
+# schemathesis in an environment of its own: its dependencies clash with Rasa's pins.
+SCHEMATHESIS := .venv-schemathesis/bin/schemathesis
+$(SCHEMATHESIS):
+	@python=$$(command -v python3.11 || command -v python3) && "$$python" -m venv .venv-schemathesis
+	.venv-schemathesis/bin/pip install --quiet --disable-pip-version-check \
+	  "schemathesis==$(SCHEMATHESIS_VERSION)" "hypothesis==$(SCHEMATHESIS_HYPOTHESIS)"
+
+schemathesis: $(SCHEMATHESIS)
+
+e2e: train browser-deps schemathesis
 	$(PY) -m pytest -m e2e -q
 
 # Gates from cheap to expensive.
 test: lint unit scores validate train stories e2e
 
+# Dependency audit of each environment (the project's, and schemathesis's own), in
+# an environment of its own. It needs a vulnerability service (PyPI's JSON API or
+# OSV); --strict makes a package it could not check a failure. README "Dependency audit".
+AUDIT := .venv-audit/bin/pip-audit
+$(AUDIT):
+	@python=$$(command -v python3.11 || command -v python3) && "$$python" -m venv .venv-audit
+	.venv-audit/bin/pip install --quiet --disable-pip-version-check "pip-audit==$(PIP_AUDIT_VERSION)"
+
+audit: $(STAMP) $(SCHEMATHESIS) $(AUDIT)
+	@mkdir -p var
+	@status=0; for env in .venv .venv-schemathesis; do \
+	  echo "== $$env"; $$env/bin/pip freeze --exclude-editable --disable-pip-version-check > var/audit-requirements.txt; \
+	  $(AUDIT) --strict --no-deps --disable-pip --progress-spinner off -r var/audit-requirements.txt || status=1; \
+	done; exit $$status
+
 bench: $(STAMP)
 	@for b in bench/*.py; do $(PY) $$b; done
 
 clean:
-	rm -rf $(VENV) models var .rasa results
+	rm -rf $(VENV) .venv-schemathesis .venv-audit models var .rasa results

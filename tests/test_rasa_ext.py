@@ -86,6 +86,7 @@ def test_rasa_is_patched_as_expected():
         (["run", "--debug"], {"REFERRAL_PROFILE": "production"}, "production logs at INFO"),
         (["run"], {"REFERRAL_PROFILE": "production", "LOG_LEVEL": "DEBUG"}, "production logs at INFO"),
         (["run"], {"RASA_INSTANCES": "2"}, "shared lock store"),
+        (["run"], {"SANIC_WORKERS": "4"}, "shared lock store"),
         (["run"], {"TICKET_LOCK_LIFETIME": "5"}, "TICKET_LOCK_LIFETIME"),
     ],
 )
@@ -97,6 +98,7 @@ def test_safe_settings_start(tmp_path):
     endpoints = tmp_path / "endpoints.yml"
     endpoints.write_text("lock_store:\n  type: redis\n  url: 127.0.0.1\n")
     assert problems(["run", "--endpoints", str(endpoints)], {"RASA_INSTANCES": "2"}) == []
+    assert problems(["run", "--endpoints", str(endpoints)], {"SANIC_WORKERS": "2"}) == []
     assert problems(["run", "--enable-api", "--auth-token", "t"], {"REFERRAL_PROFILE": "production"}) == []
 
 

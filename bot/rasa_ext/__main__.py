@@ -31,10 +31,11 @@ def problems(argv: list[str], env: dict[str, str]) -> list[str]:
     if env.get("REFERRAL_PROFILE") == "production":
         if any(flag in argv for flag in DEBUG_FLAGS) or env.get("LOG_LEVEL", "").upper() == "DEBUG":
             found.append("production logs at INFO or above: Rasa's debug logs print what people type")
-    if int(env.get("RASA_INSTANCES") or 1) > 1 and _lock_store_type(argv) != "redis":
+    several = int(env.get("RASA_INSTANCES") or 1) > 1 or int(env.get("SANIC_WORKERS") or 1) > 1
+    if several and _lock_store_type(argv) != "redis":
         found.append(
-            "several Rasa instances need a shared lock store: set lock_store type redis "
-            "in the endpoints file, or two instances may process one conversation at once"
+            "several Rasa instances or workers (RASA_INSTANCES, SANIC_WORKERS) need a shared lock store: "
+            "set lock_store type redis in the endpoints file, or two may process one conversation at once"
         )
     lifetime = int(env.get("TICKET_LOCK_LIFETIME") or LOCK_LIFETIME)
     if lifetime <= 10:
