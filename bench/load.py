@@ -34,8 +34,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import yaml  # noqa: E402
 from chat_client import ChatClient, Reply, play  # noqa: E402
-from conftest import Stack, free_port, fresh_postgres_database  # noqa: E402
+from conftest import Stack, drop_postgres_database, free_port, fresh_postgres_database  # noqa: E402
 
+DATABASES = ("referral_bench_referrals", "referral_bench_tracker")
 ANSWERS = yaml.safe_load((ROOT / "tests" / "data" / "personas.yml").read_text())["self_referral"]["answers"]
 
 
@@ -89,8 +90,8 @@ def production_env() -> dict[str, str]:
         "REFERRAL_PROFILE": "production",
         "RASA_INSTANCES": "2",
         "RASA_INSTANCE_PORTS": f"{free_port()},{free_port()}",
-        "DATABASE_URL": fresh_postgres_database("referral_bench_referrals"),
-        "TRACKER_URL": fresh_postgres_database("referral_bench_tracker"),
+        "DATABASE_URL": fresh_postgres_database(DATABASES[0]),
+        "TRACKER_URL": fresh_postgres_database(DATABASES[1]),
         "REDIS_URL": os.environ["TEST_REDIS_URL"],
         "REDIS_KEY_PREFIX": "bench" + uuid.uuid4().hex[:12],
         **dict(line.split("=", 1) for line in secrets.splitlines()),
@@ -131,6 +132,9 @@ def main() -> None:
         stored = [json.loads(line)["reference"] for line in exported.stdout.splitlines()]
     finally:
         stack.stop()
+        if args.production:
+            for name in DATABASES:
+                drop_postgres_database(name)
 
     completed = [r for r in references if r]
     once = sum(stored.count(r) == 1 for r in completed)

@@ -106,12 +106,22 @@ def fresh_postgres_database(name: str) -> str:
     url = _postgres_url()
     if url is None:
         pytest.skip("TEST_POSTGRES_URL not set")
+    drop_postgres_database(name)
     admin = create_engine(url, future=True, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(name: str) -> None:
+    """Drop a database fresh_postgres_database made, closing whatever is still connected."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(_postgres_url(), future=True, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def _reset_postgres(url: str) -> None:

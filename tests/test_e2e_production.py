@@ -23,13 +23,14 @@ from pathlib import Path
 import pytest
 import yaml
 from chat_client import ChatClient, InstanceChat, play
-from conftest import ROOT, Stack, _redis_url, free_port, fresh_postgres_database
+from conftest import ROOT, Stack, _redis_url, drop_postgres_database, free_port, fresh_postgres_database
 from sqlalchemy import create_engine, text
 
 from bot import crypto
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 PERSONA = yaml.safe_load((Path(__file__).parent / "data" / "personas.yml").read_text())["self_referral"]
+DATABASES = ("referral_e2e_referrals", "referral_e2e_tracker", "referral_e2e_restored")
 CLI = str(Path(sys.executable).with_name("referral-assistant"))
 
 
@@ -49,8 +50,8 @@ def production(trained_model, tmp_path_factory):
         "REFERRAL_PROFILE": "production",
         "RASA_INSTANCES": "2",
         "RASA_INSTANCE_PORTS": ",".join(map(str, ports)),
-        "DATABASE_URL": fresh_postgres_database("referral_e2e_referrals"),
-        "TRACKER_URL": fresh_postgres_database("referral_e2e_tracker"),
+        "DATABASE_URL": fresh_postgres_database(DATABASES[0]),
+        "TRACKER_URL": fresh_postgres_database(DATABASES[1]),
         "REDIS_URL": redis,
         "REDIS_KEY_PREFIX": "e2e" + uuid.uuid4().hex[:12],  # this run's locks only
         **secrets,
@@ -64,6 +65,8 @@ def production(trained_model, tmp_path_factory):
     stack.keyring = crypto.Keyring(crypto.parse_keys(secrets[crypto.KEYS_VARIABLE]))
     yield stack
     stack.stop()
+    for name in DATABASES:
+        drop_postgres_database(name)
 
 
 def exported(stack) -> list[dict]:
@@ -139,7 +142,9 @@ def test_two_messages_at_once_on_two_instances_wait_for_each_other(production):
     assert [r.status for r in replies] == [200, 200]
     references = {r.submitted["reference"] for r in replies if r.submitted}
     assert len(references) == 1
-    assert sum("already been sent" in " ".join(r.texts) for r in replies) == 1
+    assert sum("already been sent" in " ".join(r.texts) for r in replies) == 1, [
+        (r.status, r.texts, r.submitted) for r in replies
+    ]
     assert [r["reference"] for r in exported(production)].count(references.pop()) == 1
     users = [message for kind, message in stored_turns(production, chat.sender) if kind == "user"]
     assert users.count("send") == 2
@@ -210,7 +215,7 @@ def test_backup_and_restore_drill_reads_every_referral_back(production, tmp_path
     subprocess.run(
         ["pg_dump", "--format=custom", f"--file={backup}", _libpq(production.env["DATABASE_URL"])], check=True
     )
-    restored_url = fresh_postgres_database("referral_e2e_restored")
+    restored_url = fresh_postgres_database(DATABASES[2])
     subprocess.run(
         ["pg_restore", "--no-owner", "--exit-on-error", f"--dbname={_libpq(restored_url)}", str(backup)],
         check=True,

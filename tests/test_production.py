@@ -145,9 +145,9 @@ def test_bad_instance_settings_are_named(env, message):
 def test_production_uses_the_endpoints_file_with_the_shared_lock_store():
     assert Settings.from_env({}).rasa_endpoints == "endpoints.yml"
     assert Settings.from_env({"REFERRAL_PROFILE": "production"}).rasa_endpoints == "endpoints.production.yml"
-    from bot.rasa_ext.__main__ import _lock_store_type
+    from bot.rasa_ext.__main__ import SHARED_LOCK_STORE, _lock_store_type
 
-    assert _lock_store_type(["--endpoints", "endpoints.production.yml"]) == "redis"
+    assert _lock_store_type(["--endpoints", "endpoints.production.yml"]) == SHARED_LOCK_STORE
 
 
 PRODUCTION_SECRETS = {

@@ -94,9 +94,18 @@ def test_unsafe_settings_stop_rasa_starting(argv, env, problem):
     assert any(problem in p for p in problems(argv, env))
 
 
-def test_safe_settings_start(tmp_path):
+def test_rasas_own_redis_lock_store_is_not_enough_for_several_instances(tmp_path):
     endpoints = tmp_path / "endpoints.yml"
     endpoints.write_text("lock_store:\n  type: redis\n  url: 127.0.0.1\n")
+    found = problems(["run", "--endpoints", str(endpoints)], {"RASA_INSTANCES": "2"})
+    assert any("not atomic" in p for p in found)
+
+
+def test_safe_settings_start(tmp_path):
+    endpoints = tmp_path / "endpoints.yml"
+    endpoints.write_text(
+        "lock_store:\n  type: bot.rasa_ext.lock_store.AtomicRedisLockStore\n  url: 127.0.0.1\n"
+    )
     assert problems(["run", "--endpoints", str(endpoints)], {"RASA_INSTANCES": "2"}) == []
     assert problems(["run", "--endpoints", str(endpoints)], {"SANIC_WORKERS": "2"}) == []
     assert problems(["run", "--enable-api", "--auth-token", "t"], {"REFERRAL_PROFILE": "production"}) == []
@@ -196,3 +205,66 @@ def test_the_action_server_sends_no_cors_headers(action_server):
     request = urllib.request.Request(f"{url}/health", headers={"Origin": "https://evil.example"})
     with urllib.request.urlopen(request, timeout=5) as response:
         assert "Access-Control-Allow-Origin" not in response.headers
+
+
+# ---------------------------------------------------------------- the shared conversation lock
+
+
+@pytest.fixture
+def lock_stores():
+    """Two lock stores on the real Redis, as two Rasa instances would have, on a
+    key prefix of this test's own."""
+    import uuid
+
+    from conftest import _redis_url
+
+    from bot.rasa_ext.lock_store import AtomicRedisLockStore
+
+    url = _redis_url()
+    if url is None:
+        pytest.skip("TEST_REDIS_URL not set")
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    prefix = "test" + uuid.uuid4().hex[:12]
+    settings = {"host": parts.hostname, "port": parts.port or 6379, "db": parts.path.strip("/") or 0}
+    stores = [AtomicRedisLockStore(key_prefix=prefix, **settings) for _ in range(2)]
+    yield stores
+    for key in stores[0].red.scan_iter(f"{prefix}:*"):
+        stores[0].red.delete(key)
+
+
+def test_tickets_taken_at_once_from_two_instances_are_all_different(lock_stores):
+    import threading
+
+    tickets, start = [], threading.Barrier(16)
+
+    def take(store):
+        start.wait()
+        tickets.append(store.issue_ticket("conversation-1", 30))
+
+    threads = [threading.Thread(target=take, args=(lock_stores[i % 2],)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(tickets) == list(range(16))  # Rasa's own store can hand out 0 twice
+
+
+async def test_the_second_instance_waits_for_the_first_and_the_lock_goes_after(lock_stores):
+    import asyncio
+
+    first, second = lock_stores
+    order = []
+
+    async def turn(store, name, hold):
+        async with store.lock("conversation-2", lock_lifetime=20, wait_time_in_seconds=0.05):
+            order.append(f"{name} in")
+            await asyncio.sleep(hold)
+            order.append(f"{name} out")
+
+    one = asyncio.create_task(turn(first, "one", 0.3))
+    await asyncio.sleep(0.05)
+    await asyncio.gather(one, turn(second, "two", 0))
+    assert order == ["one in", "one out", "two in", "two out"]
+    assert first.get_lock("conversation-2") is None  # nothing left behind

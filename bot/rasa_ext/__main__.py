@@ -21,6 +21,7 @@ import yaml
 ACTION_TIMEOUT = 8  # seconds: inside the turn's deadline (channel.TURN_DEADLINE)
 LOCK_LIFETIME = 20  # seconds: longer than the turn's deadline
 DEBUG_FLAGS = ("--debug", "-vv")
+SHARED_LOCK_STORE = "bot.rasa_ext.lock_store.AtomicRedisLockStore"
 
 
 def problems(argv: list[str], env: dict[str, str]) -> list[str]:
@@ -32,10 +33,11 @@ def problems(argv: list[str], env: dict[str, str]) -> list[str]:
         if any(flag in argv for flag in DEBUG_FLAGS) or env.get("LOG_LEVEL", "").upper() == "DEBUG":
             found.append("production logs at INFO or above: Rasa's debug logs print what people type")
     several = int(env.get("RASA_INSTANCES") or 1) > 1 or int(env.get("SANIC_WORKERS") or 1) > 1
-    if several and _lock_store_type(argv) != "redis":
+    if several and _lock_store_type(argv) != SHARED_LOCK_STORE:
         found.append(
             "several Rasa instances or workers (RASA_INSTANCES, SANIC_WORKERS) need a shared lock store: "
-            "set lock_store type redis in the endpoints file, or two may process one conversation at once"
+            f"set lock_store type {SHARED_LOCK_STORE} in the endpoints file (Rasa's own redis "
+            "lock store is not atomic), or two may process one conversation at once"
         )
     lifetime = int(env.get("TICKET_LOCK_LIFETIME") or LOCK_LIFETIME)
     if lifetime <= 10:
@@ -50,7 +52,7 @@ def _lock_store_type(argv: list[str]) -> str | None:
     except (OSError, yaml.YAMLError):
         return None
     store = config.get("lock_store") or {}
-    return str(store.get("type", "")).lower() or None
+    return str(store.get("type", "")) or None
 
 
 def install() -> None:
