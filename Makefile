@@ -113,7 +113,8 @@ audit: $(STAMP) $(SCHEMATHESIS) $(AUDIT)
 	done; exit $$status
 
 bench: $(STAMP)
-	@for b in bench/*.py; do $(PY) $$b; done
+	@# bench/lock.py needs Redis (this machine's by default).
+	@for b in bench/*.py; do TEST_REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/1} $(PY) $$b; done
 
 clean:
 	rm -rf $(VENV) .venv-schemathesis .venv-audit models var .rasa results

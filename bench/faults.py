@@ -16,8 +16,6 @@ Prints p50 and max per case. Stops everything it started.
 from __future__ import annotations
 
 import argparse
-import io
-import os
 import statistics
 import sys
 import tempfile
@@ -29,7 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import yaml  # noqa: E402
 from chat_client import ChatClient, play  # noqa: E402
-from conftest import free_port  # noqa: E402
+from conftest import supervised  # noqa: E402
 
 ANSWERS = yaml.safe_load((ROOT / "tests" / "data" / "personas.yml").read_text())["self_referral"]["answers"]
 CRISIS = "I am going to kill myself tonight"
@@ -45,9 +43,6 @@ def timed(client: ChatClient, text: str, expect: str) -> float:
 
 
 def main() -> None:
-    from bot import runner
-    from bot.config import Settings
-    from bot.store.migrate import upgrade
     from bot.training import ensure_model
 
     parser = argparse.ArgumentParser(
@@ -56,23 +51,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10)
     args = parser.parse_args()
 
-    env = {
-        **os.environ,
-        "REFERRAL_VAR_DIR": tempfile.mkdtemp(prefix="bench-faults-"),
-        "CHAT_MESSAGES_PER_MINUTE": "100000",
-        **{name: str(free_port()) for name in ("WEB_PORT", "RASA_PORT", "ACTION_PORT")},
-    }
-    for key in ("DATABASE_URL", "TRACKER_DB", "TRACKER_URL", "RASA_URL", "RASA_INSTANCES"):
-        env.pop(key, None)
-    settings = Settings.from_env(env)
-    upgrade(settings.database_url)
-    supervisor = runner.Supervisor(settings, ensure_model()[0], out=io.StringIO(), env=env)
-    supervisor.start()
+    supervisor = supervised(Path(tempfile.mkdtemp(prefix="bench-faults-")), ensure_model()[0])
     results: dict[str, list[float]] = {}
     try:
-        if not supervisor.wait_ready():
-            sys.exit("FAILED: the processes did not start:\n" + supervisor.out.getvalue())
-        client = ChatClient(f"http://127.0.0.1:{settings.web_port}")
+        client = ChatClient(supervisor.web_url)
         play(client, ANSWERS, stop_at="phone")
 
         supervisor.stop_child("actions")

@@ -19,12 +19,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +32,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import yaml  # noqa: E402
 from chat_client import ChatClient, Reply, play  # noqa: E402
-from conftest import Stack, drop_postgres_database, free_port, fresh_postgres_database  # noqa: E402
+from conftest import Stack, drop_postgres_database, production_env  # noqa: E402
 
 DATABASES = ("referral_bench_referrals", "referral_bench_tracker")
 ANSWERS = yaml.safe_load((ROOT / "tests" / "data" / "personas.yml").read_text())["self_referral"]["answers"]
@@ -81,23 +79,6 @@ def converse(url: str, timings: Timings) -> str | None:
     return sent.submitted["reference"] if sent.submitted else None
 
 
-def production_env() -> dict[str, str]:
-    if not os.environ.get("TEST_POSTGRES_URL") or not os.environ.get("TEST_REDIS_URL"):
-        sys.exit("--production needs TEST_POSTGRES_URL and TEST_REDIS_URL")
-    cli = str(Path(sys.executable).with_name("referral-assistant"))
-    secrets = subprocess.run([cli, "secrets"], capture_output=True, text=True, check=True).stdout
-    return {
-        "REFERRAL_PROFILE": "production",
-        "RASA_INSTANCES": "2",
-        "RASA_INSTANCE_PORTS": f"{free_port()},{free_port()}",
-        "DATABASE_URL": fresh_postgres_database(DATABASES[0]),
-        "TRACKER_URL": fresh_postgres_database(DATABASES[1]),
-        "REDIS_URL": os.environ["TEST_REDIS_URL"],
-        "REDIS_KEY_PREFIX": "bench" + uuid.uuid4().hex[:12],
-        **dict(line.split("=", 1) for line in secrets.splitlines()),
-    }
-
-
 def percentile(values: list[float], share: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(share * 100) - 1]
 
@@ -116,7 +97,12 @@ def main() -> None:
     from bot.training import ensure_model
 
     ensure_model()
-    stack = Stack(Path(tempfile.mkdtemp(prefix="bench-load-")), production_env() if args.production else {})
+    env = {}
+    if args.production:
+        if not os.environ.get("TEST_POSTGRES_URL") or not os.environ.get("TEST_REDIS_URL"):
+            sys.exit("--production needs TEST_POSTGRES_URL and TEST_REDIS_URL")
+        env = production_env(DATABASES, os.environ["TEST_REDIS_URL"])
+    stack = Stack(Path(tempfile.mkdtemp(prefix="bench-load-")), env)
     if args.production:
         migrate = stack.cli("migrate")
         if migrate.returncode != 0:

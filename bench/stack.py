@@ -49,8 +49,10 @@ def main() -> None:
     client = ChatClient(stack.web_url)
     reply = client.start()
     assert reply.question, reply
-    print(f"start-up until the chat answers (model trained, venv installed): "
-          f"{time.perf_counter() - started:.1f} s")
+    print(
+        f"start-up until the chat answers (model trained, venv installed): "
+        f"{time.perf_counter() - started:.1f} s"
+    )
     try:
         persona = yaml.safe_load((ROOT / "tests" / "data" / "personas.yml").read_text())["self_referral"]
         sent = []

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -164,22 +165,67 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def local_env(var_dir: Path) -> dict[str, str]:
+    """The environment of a stack of the tests' own: its var/, free loopback ports,
+    and no store, Rasa or instance settings inherited from outside."""
+    env = {
+        **os.environ,
+        "REFERRAL_VAR_DIR": str(var_dir),
+        # The tests answer at machine speed; the limit itself is tested in test_gateway.py.
+        "CHAT_MESSAGES_PER_MINUTE": "100000",
+        **{name: str(free_port()) for name in ("WEB_PORT", "RASA_PORT", "ACTION_PORT")},
+    }
+    for key in ("DATABASE_URL", "TRACKER_DB", "TRACKER_URL", "RASA_URL", "RASA_INSTANCES"):
+        env.pop(key, None)
+    return env
+
+
+def production_env(databases: tuple[str, str], redis_url: str) -> dict[str, str]:
+    """What the production profile needs, on this machine's servers: two Rasa
+    instances on free ports, fresh referral and tracker databases, lock keys of
+    this run's own, and a new set of secrets (`referral-assistant secrets`)."""
+    cli = str(Path(sys.executable).with_name("referral-assistant"))
+    secrets = subprocess.run([cli, "secrets"], capture_output=True, text=True, check=True, cwd=ROOT)
+    return {
+        "REFERRAL_PROFILE": "production",
+        "RASA_INSTANCES": "2",
+        "RASA_INSTANCE_PORTS": f"{free_port()},{free_port()}",
+        "DATABASE_URL": fresh_postgres_database(databases[0]),
+        "TRACKER_URL": fresh_postgres_database(databases[1]),
+        "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": "test" + uuid.uuid4().hex[:12],
+        **dict(line.split("=", 1) for line in secrets.stdout.splitlines()),
+    }
+
+
+def supervised(var_dir: Path, model: Path):
+    """The runner's own Supervisor over a stack of the tests' own, started and ready,
+    so one process can be stopped and started while the others run. The caller stops it."""
+    import io
+
+    from bot import runner
+    from bot.config import Settings
+    from bot.store.migrate import upgrade
+
+    env = local_env(var_dir)
+    settings = Settings.from_env(env)
+    upgrade(settings.database_url)
+    supervisor = runner.Supervisor(settings, model, out=io.StringIO(), env=env)
+    supervisor.start()
+    if not supervisor.wait_ready():
+        supervisor.stop()
+        raise RuntimeError("the processes did not start:\n" + supervisor.out.getvalue())
+    supervisor.web_url = f"http://127.0.0.1:{settings.web_port}"
+    return supervisor
+
+
 class Stack:
     """`referral-assistant run`, started exactly as `make run` starts it."""
 
     def __init__(self, var_dir: Path, env: dict[str, str] | None = None):
         self.var_dir = var_dir
-        self.ports = {"WEB_PORT": free_port(), "RASA_PORT": free_port(), "ACTION_PORT": free_port()}
-        self.env = {
-            **os.environ,
-            "REFERRAL_VAR_DIR": str(var_dir),
-            # The tests answer at machine speed; the limit itself is tested in test_gateway.py.
-            "CHAT_MESSAGES_PER_MINUTE": "100000",
-            **{k: str(v) for k, v in self.ports.items()},
-        }
-        for key in ("DATABASE_URL", "TRACKER_DB", "TRACKER_URL", "RASA_URL"):
-            self.env.pop(key, None)
-        self.env.update(env or {})
+        self.env = {**local_env(var_dir), **(env or {})}
+        self.ports = {name: int(self.env[name]) for name in ("WEB_PORT", "RASA_PORT", "ACTION_PORT")}
         self.web_url = f"http://127.0.0.1:{self.ports['WEB_PORT']}"
         self.rasa_url = f"http://127.0.0.1:{self.ports['RASA_PORT']}"
         self.database_url = self.env.get("DATABASE_URL") or f"sqlite:///{var_dir / 'referrals.db'}"

@@ -10,9 +10,7 @@ test_e2e_production.py.
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import sqlite3
 import time
 import urllib.error
@@ -23,11 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 from chat_client import ChatClient, Reply, play
-from conftest import free_port
+from conftest import supervised
 
 from bot import runner
-from bot.config import Settings
-from bot.store.migrate import upgrade
 
 pytestmark = pytest.mark.e2e
 ANSWERS = yaml.safe_load((Path(__file__).parent / "data" / "personas.yml").read_text())["self_referral"][
@@ -51,25 +47,9 @@ class Recording(ChatClient):
 
 @pytest.fixture(scope="module")
 def cluster(trained_model, tmp_path_factory):
-    var_dir = tmp_path_factory.mktemp("faults")
-    env = {
-        **os.environ,
-        "REFERRAL_VAR_DIR": str(var_dir),
-        "CHAT_MESSAGES_PER_MINUTE": "100000",
-        **{name: str(free_port()) for name in ("WEB_PORT", "RASA_PORT", "ACTION_PORT")},
-    }
-    for key in ("DATABASE_URL", "TRACKER_DB", "TRACKER_URL", "RASA_URL", "RASA_INSTANCES"):
-        env.pop(key, None)
-    settings = Settings.from_env(env)
-    upgrade(settings.database_url)
-    supervisor = runner.Supervisor(settings, trained_model, out=io.StringIO(), env=env)
-    supervisor.start()
-    try:
-        assert supervisor.wait_ready(), supervisor.out.getvalue()
-        supervisor.web_url = f"http://127.0.0.1:{settings.web_port}"
-        yield supervisor
-    finally:
-        supervisor.stop()
+    supervisor = supervised(tmp_path_factory.mktemp("faults"), trained_model)
+    yield supervisor
+    supervisor.stop()
 
 
 def restart(cluster, name: str) -> None:

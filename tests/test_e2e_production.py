@@ -14,16 +14,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import threading
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 from chat_client import ChatClient, InstanceChat, play
-from conftest import ROOT, Stack, _redis_url, drop_postgres_database, free_port, fresh_postgres_database
+from conftest import Stack, _redis_url, drop_postgres_database, fresh_postgres_database, production_env
 from sqlalchemy import create_engine, text
 
 from bot import crypto
@@ -31,12 +29,6 @@ from bot import crypto
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 PERSONA = yaml.safe_load((Path(__file__).parent / "data" / "personas.yml").read_text())["self_referral"]
 DATABASES = ("referral_e2e_referrals", "referral_e2e_tracker", "referral_e2e_restored")
-CLI = str(Path(sys.executable).with_name("referral-assistant"))
-
-
-def _secrets() -> dict[str, str]:
-    result = subprocess.run([CLI, "secrets"], capture_output=True, text=True, check=True, cwd=ROOT)
-    return dict(line.split("=", 1) for line in result.stdout.splitlines())
 
 
 @pytest.fixture(scope="module")
@@ -44,25 +36,14 @@ def production(trained_model, tmp_path_factory):
     redis = _redis_url()
     if redis is None:
         pytest.skip("TEST_REDIS_URL not set")
-    ports = [free_port(), free_port()]
-    secrets = _secrets()
-    env = {
-        "REFERRAL_PROFILE": "production",
-        "RASA_INSTANCES": "2",
-        "RASA_INSTANCE_PORTS": ",".join(map(str, ports)),
-        "DATABASE_URL": fresh_postgres_database(DATABASES[0]),
-        "TRACKER_URL": fresh_postgres_database(DATABASES[1]),
-        "REDIS_URL": redis,
-        "REDIS_KEY_PREFIX": "e2e" + uuid.uuid4().hex[:12],  # this run's locks only
-        **secrets,
-    }
+    env = production_env(DATABASES[:2], redis)
     stack = Stack(tmp_path_factory.mktemp("production"), env)
-    migrate = subprocess.run([CLI, "migrate"], env=stack.env, cwd=ROOT, capture_output=True, text=True)
+    migrate = stack.cli("migrate")
     assert migrate.returncode == 0, migrate.stderr
     stack.start()
-    stack.instances = [f"http://127.0.0.1:{port}" for port in ports]
-    stack.token = secrets["GATEWAY_TOKEN"]
-    stack.keyring = crypto.Keyring(crypto.parse_keys(secrets[crypto.KEYS_VARIABLE]))
+    stack.instances = [f"http://127.0.0.1:{port}" for port in env["RASA_INSTANCE_PORTS"].split(",")]
+    stack.token = env["GATEWAY_TOKEN"]
+    stack.keyring = crypto.Keyring(crypto.parse_keys(env[crypto.KEYS_VARIABLE]))
     yield stack
     stack.stop()
     for name in DATABASES:
