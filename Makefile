@@ -35,6 +35,9 @@ $(STAMP): pyproject.toml constraints.txt
 	echo "Using $$python"; \
 	[ -x $(PY) ] && $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' || \
 	  { rm -rf $(VENV); "$$python" -m venv $(VENV); }
+	@mkdir -p var && sed -n 's/^\([^#][^ ]*==[^ ]*\)  *# *sha256:\([0-9a-f]\{64\}\)$$/\1 --hash=sha256:\2/p' \
+	  constraints.txt > var/hashed-requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r var/hashed-requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 

@@ -2,7 +2,7 @@
 
 Same options as `python -m rasa_sdk` (but --cors, --ssl-* and --auto-reload:
 only Rasa on loopback calls it; see actions/server.py). The crisis detector
-(spaCy pipelines and the classifier, about 5 s) is built first, so the
+(the spaCy pipelines, about 5 s) is built first, so the
 health check passes only when the server can answer at once; otherwise the
 first person's first answer, which may be a crisis, would wait for it.
 """
@@ -34,7 +34,7 @@ def main() -> None:
         args.logging_config_file,
     )
     utils.update_sanic_log_level()
-    warm_up()
+    warm_up(semantic_layer=False)  # the NLU component's result carries the semantic layer's
     app = build_app(args.actions, token)
     app.run(os.environ.get("SANIC_HOST", "127.0.0.1"), args.port, workers=1, access_log=False)
 

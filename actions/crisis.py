@@ -6,7 +6,7 @@ conversation: the local crisis team, the record for staff, the flag that
 stays, and the safety questions.
 
 domain.yml needs: the crisis responses named in bot.crisis.routing.RESPONSES,
-utter_crisis_local_team, utter_crisis_ask_postal_code, the safety_form with
+utter_crisis_local_team, utter_crisis_ask_postal_code, utter_crisis_interpreter, the safety_form with
 utter_ask_safety_form_<slot> for risk_check, safe_now, continue_referral, and
 utter_crisis_not_safe / _safe / _check_in, utter_risk_no.
 """
@@ -44,14 +44,24 @@ def recent_user_texts(tracker: Tracker, turns: int = HISTORY_TURNS) -> list[str]
     return texts[-(turns + 1) : -1]
 
 
-def latest_assessment(tracker: Tracker) -> Assessment:
-    """The latest message assessed again with its recent history.
+def assess_in_conversation(tracker: Tracker, text: str | None = None) -> Assessment:
+    """A message (the latest, by default) assessed again with its recent history.
 
     The NLU component saw the message alone; with history the co-occurrence
-    rule can raise the level (and the per-text cache makes this cheap).
+    rule can raise the level (and the per-text cache makes this cheap). Its
+    result, in the parse data, stands in for the semantic layer, so this
+    server never loads the sentence encoder: a text that is not the latest
+    message gets the patterns and history only.
     """
-    text = tracker.latest_message.get("text") or ""
-    return assess(text, recent_user_texts(tracker))
+    latest = tracker.latest_message or {}
+    if text is None:
+        text = latest.get("text") or ""
+    upstream = latest.get("crisis") if latest.get("text") == text else None
+    return assess(text, recent_user_texts(tracker), upstream=upstream or {})
+
+
+def latest_assessment(tracker: Tracker) -> Assessment:
+    return assess_in_conversation(tracker)
 
 
 def directory() -> crisis_directory.Directory:
@@ -153,7 +163,11 @@ class ActionCrisisFollowUp(Action):
         intent = (tracker.latest_message.get("intent") or {}).get("name")
         if RANK[result.level] < RANK["ask"] and intent in routing.CRISIS_INTENTS:
             # The classifier was confident where the rules found nothing: ask directly.
-            result = Assessment(level="ask", subject="unknown", categories=("classifier",))
+            result = Assessment(
+                level="ask", subject="unknown", categories=("classifier",), language=result.language
+            )
+        if result.language not in routing.RESPONSE_LANGUAGES:
+            dispatcher.utter_message(response="utter_crisis_interpreter")
         resources = signpost(dispatcher, tracker, result, first_response=False)
         await record(tracker, result, resources)
         return [SlotSet(k, v) for k, v in crisis_slots(tracker, result).items()]

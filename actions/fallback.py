@@ -7,8 +7,7 @@ from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.crisis import check_in_if_retracted, recent_user_texts, respond_to_second_line
-from bot.crisis import assess
+from actions.crisis import assess_in_conversation, check_in_if_retracted, respond_to_second_line
 from bot.referral import OUTCOME_RESPONSES, RESUME_RESPONSE
 
 
@@ -30,7 +29,7 @@ class ActionHandleUnexpected(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
         text = tracker.latest_message.get("text") or ""
-        result = assess(text, recent_user_texts(tracker))
+        result = assess_in_conversation(tracker, text)
         if result.at_least_crisis:
             slots = await respond_to_second_line(dispatcher, tracker, result)
             return [SlotSet(k, v) for k, v in {**slots, "crisis_pending": False}.items()] + [

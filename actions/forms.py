@@ -19,7 +19,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
 from rasa_sdk.types import DomainDict
 
-from actions.crisis import check_in_if_retracted, recent_user_texts, respond_to_second_line
+from actions.crisis import assess_in_conversation, check_in_if_retracted, respond_to_second_line
 from actions.settings import rules as _rules
 from actions.settings import settings as _settings
 from bot import dataset, measures, referral, services, triage, validators
@@ -99,7 +99,7 @@ class ValidateReferralForm(FormValidationAction):
         # answer, including one that only shows across turns (distress, then
         # a question about heights or doses).
         text = _text(value)
-        result = assess(text, recent_user_texts(tracker))
+        result = assess_in_conversation(tracker, text)
         if result.at_least_crisis:
             return {slot: None, **await respond_to_second_line(dispatcher, tracker, result)}
         if tracker.get_slot("crisis_flag") and check_in_if_retracted(dispatcher, text):
@@ -114,7 +114,14 @@ class ValidateReferralForm(FormValidationAction):
         if not outcome.ok:
             dispatcher.utter_message(response=f"utter_invalid_{outcome.problem}")
             return {slot: None}
-        return await self._after_field(slot, outcome.value, dispatcher, tracker)
+        accepted = await self._after_field(slot, outcome.value, dispatcher, tracker)
+        if accepted.get(slot) is not None:
+            # What the detector found in this answer, for triage's `detects:` rules
+            # at submission (this server has no encoder to ask again then).
+            signals = dict(tracker.get_slot("answer_signals") or {})
+            signals[slot] = list(result.signals)
+            accepted["answer_signals"] = signals
+        return accepted
 
     async def _after_field(
         self, slot: str, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker
@@ -251,6 +258,7 @@ class ValidateReferralForm(FormValidationAction):
             minimum=_settings()[1].routes.get(who, ()),
             criteria=_settings()[1].criteria,
             person_secret=_settings()[0].person_key_secret(),
+            detect=_answer_signals(tracker),
         )
         uow = UnitOfWork(_settings()[0].database_url)
         for attempt in range(SUBMIT_ATTEMPTS):
@@ -322,3 +330,17 @@ def _text(value: Any) -> str:
     if value in NON_ANSWERS or value is None:
         return ""
     return value if isinstance(value, str) else str(value)
+
+
+def _answer_signals(tracker: Tracker) -> triage.Detector:
+    """Triage's `detects:` from what the detector found in each answer as it was
+    given (the NLU component's semantic layer included); an answer without
+    that record is assessed again here, with the patterns only."""
+    recorded = tracker.get_slot("answer_signals") or {}
+
+    def detect(field: str, text: str) -> list[str]:
+        if field in recorded:
+            return list(recorded[field])
+        return list(assess(text, upstream={}).signals)
+
+    return detect

@@ -3,7 +3,8 @@
     .venv/bin/python bench/crisis.py [--rounds N]
 
 Each assessment is one message with three earlier turns of history, the way
-the assistant calls it. Messages are the dev set and the project's own cases,
+the assistant calls it, through every layer: patterns, context rules and the
+semantic layer (sentence encoder and heads). Messages are the dev set and the project's own cases,
 made unique per round so the per-message cache never answers.
 """
 
@@ -39,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     warm_up()
-    print(f"warm-up (pipelines and classifier): {time.perf_counter() - started:.2f} s")
+    print(f"warm-up (pipelines, sentence encoder and heads): {time.perf_counter() - started:.2f} s")
     texts = messages()
     timings = []
     for round_number in range(args.rounds):

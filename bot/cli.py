@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="train if needed, migrate, start all processes")
-    train = commands.add_parser("train", help="train the Rasa model if its inputs changed")
+    train = commands.add_parser(
+        "train", help="train the crisis detector's heads and the Rasa model if their inputs changed"
+    )
     train.add_argument("--force", action="store_true", help="train even if up to date")
     commands.add_parser("migrate", help="apply database migrations")
     referrals = commands.add_parser("referrals", help="read stored referrals")
@@ -105,13 +107,34 @@ def _run(args, settings: Settings) -> int:
     print("Checking the model...", flush=True)
     model, trained = ensure_model()
     print(f"{'Trained' if trained else 'Up to date'}: {model.name}", flush=True)
+    heads = _crisis_heads()
+    if heads is None:
+        return 2
+    print(f"{'Trained' if heads[1] else 'Up to date'}: {heads[0].name}", flush=True)
     upgrade(settings.database_url)
     return runner.run(settings, model)
+
+
+def _crisis_heads(force: bool = False):
+    """The crisis detector's heads (bot/crisis/semantic.py), trained if the corpus
+    or encoder changed; None, having said why, when the encoder cannot load."""
+    from bot.crisis.encoder import EncoderUnavailable
+    from bot.crisis.semantic import CorpusError, ensure_heads
+
+    try:
+        return ensure_heads(force=force)
+    except (EncoderUnavailable, CorpusError) as err:
+        print(f"Crisis detector problem: {err}", file=sys.stderr)
+        return None
 
 
 def _train(args, settings: Settings) -> int:
     from bot.training import ensure_model
 
+    heads = _crisis_heads(force=args.force)
+    if heads is None:
+        return 1
+    print(f"{'Trained' if heads[1] else 'Up to date'}: {heads[0]}")
     try:
         model, trained = ensure_model(force=args.force)
     except RuntimeError as err:

@@ -46,6 +46,7 @@ class Submission:
     minimum: tuple[str, ...] = ()  # the route's minimum information
     criteria: triage.Criteria | None = None  # the service's triage criteria
     person_secret: bytes | None = None  # key for matching repeat referrals
+    detect: triage.Detector | None = None  # for `detects:` rules (default: the crisis detector)
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ def _triage(uow: UnitOfWork, row: Referral, submission: Submission, crisis: bool
         crisis=crisis,
         missing=list(row.missing_fields or []),
         earlier_referrals=earlier,
+        detect=submission.detect,
     )
     row.person_key = key
     row.urgency_band = result.band

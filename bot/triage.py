@@ -16,10 +16,14 @@ only suggested at the routine and urgent bands: anyone more urgent is seen
 by this team first, whatever the criteria say about fit.
 
 Conditions are small YAML mappings over the answers, so a service changes
-its criteria without code:
+its criteria without code. `detects` asks the crisis detector's semantic
+layer what a free-text answer is about (bot.crisis.semantic.SIGNAL_CATEGORIES),
+so a red flag does not depend on the words a person happens to use; keep a
+`mentions` list beside it as a second route:
 
     {field: current_risk, in: [yes, unclear]}
     {field: current_risk_details, mentions: [plan, planned]}
+    {field: current_risk_details, detects: plan_or_preparation}
     {field: recent_hospital_discharge, is: yes}
     {field: postal_code, starts_with_none_of: ["900", "902"]}
     {all: [...]}, {any: [...]}, {not: {...}}
@@ -31,9 +35,10 @@ import hashlib
 import hmac
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from bot.crisis.semantic import SIGNAL_CATEGORIES
 from bot.dataset import NON_ANSWERS
 
 BANDS = ("emergency", "same_day", "urgent", "routine")
@@ -107,7 +112,12 @@ class Result:
 
 # ---------------------------------------------------------------- loading
 
-_OPERATORS = {"is", "in", "mentions", "starts_with_none_of", "answered"}
+_OPERATORS = {"is", "in", "mentions", "starts_with_none_of", "answered", "detects"}
+# What `detects` may name: the semantic layer's signal categories.
+DETECTABLE = SIGNAL_CATEGORIES
+
+# (field, text) -> the signal categories found in that answer.
+Detector = Callable[[str, str], Collection[str]]
 
 
 def load(raw: Mapping, fields: Sequence[str]) -> Criteria:
@@ -175,18 +185,27 @@ def _check(condition: Mapping, known: set[str], rule_id: str) -> None:
     operators = set(condition) - {"field"}
     if len(operators) != 1 or not operators <= _OPERATORS:
         raise CriteriaError(f"triage rule {rule_id}: one of {sorted(_OPERATORS)} is needed")
+    if "detects" in condition:
+        named = condition["detects"]
+        names = [named] if isinstance(named, str) else named
+        if not isinstance(names, list) or not names or any(n not in DETECTABLE for n in names):
+            raise CriteriaError(
+                f"triage rule {rule_id}: detects takes one or more of {', '.join(DETECTABLE)}, not {named!r}"
+            )
 
 
 # ---------------------------------------------------------------- evaluating
 
 
-def matches(condition: Mapping, answers: Mapping[str, object]) -> bool:
+def matches(condition: Mapping, answers: Mapping[str, object], detect: Detector | None = None) -> bool:
+    """Whether the answers meet a condition. `detect` answers `detects`
+    conditions (default: the crisis detector, bot.crisis.signals_of)."""
     if "all" in condition:
-        return all(matches(part, answers) for part in condition["all"])
+        return all(matches(part, answers, detect) for part in condition["all"])
     if "any" in condition:
-        return any(matches(part, answers) for part in condition["any"])
+        return any(matches(part, answers, detect) for part in condition["any"])
     if "not" in condition:
-        return not matches(condition["not"], answers)
+        return not matches(condition["not"], answers, detect)
     value = answers.get(condition["field"])
     if value in NON_ANSWERS:
         value = None
@@ -202,6 +221,11 @@ def matches(condition: Mapping, answers: Mapping[str, object]) -> bool:
     if "mentions" in condition:
         words = _words(str(value))
         return any(_mentions(words, phrase) for phrase in condition["mentions"])
+    if "detects" in condition:
+        named = condition["detects"]
+        wanted = {named} if isinstance(named, str) else set(named)
+        found = (detect or _detect)(condition["field"], str(value))
+        return bool(wanted & set(found))
     if "starts_with_none_of" in condition:
         code = re.sub(r"\s", "", str(value)).upper()
         return not any(code.startswith(p.replace(" ", "").upper()) for p in condition["starts_with_none_of"])
@@ -209,6 +233,12 @@ def matches(condition: Mapping, answers: Mapping[str, object]) -> bool:
 
 
 _NOTHING = {"no", "none", "nothing", "n/a", "na", "nobody", "no one"}
+
+
+def _detect(field: str, text: str) -> Collection[str]:
+    from bot.crisis import signals_of
+
+    return signals_of(text)
 
 
 def _same(value: object, expected: object) -> bool:
@@ -257,12 +287,14 @@ def assess(
     crisis: bool = False,
     missing: Sequence[str] = (),
     earlier_referrals: int = 0,
+    detect: Detector | None = None,
 ) -> Result:
     """The band, pathway and reasons for one referral. Same input, same result.
 
     ``missing`` is the route's minimum information without a value;
     ``earlier_referrals`` how many referrals of the same person arrived in
-    the last 12 weeks.
+    the last 12 weeks; ``detect`` answers `detects` conditions (the action
+    server passes what the NLU component found in each answer).
     """
     reasons: list[str] = []
     fired: list[str] = []
@@ -272,15 +304,15 @@ def assess(
         reasons.append("Crisis support was given in the conversation; handed to the crisis route.")
         fired.append("crisis_in_conversation")
     for rule in criteria.red_flags + criteria.priority_rules:
-        if matches(rule.when, answers):
+        if matches(rule.when, answers, detect):
             reasons.append(rule.reason)
             fired.append(rule.id)
             if BANDS.index(rule.band) < BANDS.index(band):
                 band = rule.band
     redirect = None
     for rule in criteria.exclusions:
-        if matches(rule.when, answers):
-            if rule.unless is not None and matches(rule.unless, answers):
+        if matches(rule.when, answers, detect):
+            if rule.unless is not None and matches(rule.unless, answers, detect):
                 continue
             reasons.append(rule.reason)
             fired.append(rule.id)

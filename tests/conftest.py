@@ -283,9 +283,12 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def trained_model() -> Path:
-    """The current model, trained once per session if its inputs changed."""
+    """The current model, trained once per session if its inputs changed, and the
+    crisis detector's heads likewise (so the processes find them ready)."""
+    from bot.crisis.semantic import ensure_heads
     from bot.training import ensure_model
 
+    ensure_heads()
     return ensure_model()[0]
 
 

@@ -103,7 +103,7 @@ def test_spanish_crisis_is_marked_spanish():
 
 
 def test_any_internal_error_fails_safe_to_ask(monkeypatch, caplog):
-    def broken(text, history):
+    def broken(text, history, upstream=None):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(detector_module, "assess_message", broken)
@@ -113,6 +113,18 @@ def test_any_internal_error_fails_safe_to_ask(monkeypatch, caplog):
     assert "secret sentence" not in caplog.text
 
 
+def test_an_encoder_error_at_run_time_fails_safe_to_ask(monkeypatch, caplog):
+    from bot.crisis import semantic
+
+    def broken(self, text):
+        raise FloatingPointError("encoder")
+
+    monkeypatch.setattr(semantic.Scorer, "score", broken)
+    result = assess("a private line about my weekend")
+    assert result.level == "ask"
+    assert "FloatingPointError" in caplog.text and "private line" not in caplog.text
+
+
 @pytest.mark.parametrize(
     "text", ["", " ", "😀" * 500, "a" * 5000, "\x00\x01", "<script>x</script>", "k i l l"]
 )
@@ -120,14 +132,37 @@ def test_odd_input_never_raises(text):
     assert assess(text).level in RANK
 
 
-def test_statistical_layer_adds_but_never_removes():
-    from bot.crisis import classifier
+def test_the_semantic_layer_raises_what_no_pattern_names():
+    # Written for this test: no pattern matches these words, the encoder does.
+    assert assess("i've swallowed every one of the tablets in the drawer").level == "imminent"
+    assert RANK[assess("honestly everyone would be happier if i just wasnt around anymore").level] >= RANK[
+        "ask"
+    ]
+    assert assess("allergic to penicillin").level == "none"
 
-    assert classifier.predict("i want to end it all tonight, i have had enough of everything") in (
-        "ask",
-        "crisis",
-    )
-    assert classifier.predict("allergic to penicillin") == "none"
+
+def test_the_semantic_layer_never_clears_a_pattern_hit(monkeypatch):
+    from bot.crisis import semantic
+
+    quiet = semantic.Score(level="none", subject="self", categories=(), decisions={})
+    monkeypatch.setattr(semantic.Scorer, "score", lambda self, text: quiet)
+    assert assess("I want to kill myself").level == "crisis"
+
+
+def test_context_rules_cap_the_semantic_layer_at_ask():
+    # An idiom, a joke marker or a denial explains the risk words away: the
+    # semantic layer may still ask, never signpost.
+    for text in ("this commute is killing me", "i'm not suicidal, i just can't sleep"):
+        assert assess(text, upstream={"level": "imminent", "subject": "self"}).level in ("none", "ask")
+    assert assess("i want to end it all", upstream={"level": "imminent"}).level == "imminent"
+
+
+def test_the_action_server_takes_the_semantic_result_from_the_nlu_component():
+    upstream = {"level": "crisis", "subject": "other", "signals": ["plan_or_preparation"]}
+    result = assess("he has been giving his things away", upstream=upstream)
+    assert (result.level, result.subject) == ("crisis", "other")
+    assert "plan_or_preparation" in result.signals
+    assert assess("hello", upstream={}).level == "none"  # patterns only, no encoder
 
 
 def test_pattern_files_compile_and_every_phrase_can_match_its_own_words():
@@ -159,11 +194,11 @@ def test_pattern_files_compile_and_every_phrase_can_match_its_own_words():
 
 
 def test_warm_up_builds_every_part():
-    from bot.crisis import classifier, warm_up
+    from bot.crisis import semantic, warm_up
     from bot.crisis.patterns import compiled
 
-    classifier.model.cache_clear()
+    semantic.scorer.cache_clear()
     compiled.cache_clear()
     warm_up()
-    assert classifier.model.cache_info().currsize == 1
+    assert semantic.scorer.cache_info().currsize == 1
     assert compiled.cache_info().currsize == 2

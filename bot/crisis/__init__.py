@@ -7,7 +7,7 @@ assess("I want to end it all", history=["I lost my job"]).level  # "crisis"
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from bot.crisis.types import LEVELS, RANK, Assessment, Evidence, raise_level
 
@@ -15,8 +15,12 @@ log = logging.getLogger(__name__)
 FAIL_SAFE = Assessment(level="ask", subject="unknown", categories=("detector_error",))
 
 
-def assess(text: str, history: Sequence[str] = ()) -> Assessment:
+def assess(text: str, history: Sequence[str] = (), upstream: Mapping | None = None) -> Assessment:
     """Assess one message with its recent history. Never raises.
+
+    `upstream` is this same message's assessment from an earlier process (the
+    NLU component's, in the parse data): the semantic layer's result is taken
+    from it instead of loading the encoder here. The action server uses it.
 
     If any part fails the answer is "ask", so the person is asked directly,
     and the error is logged without the message text.
@@ -24,24 +28,38 @@ def assess(text: str, history: Sequence[str] = ()) -> Assessment:
     from bot.crisis.detector import assess_message
 
     try:
-        return assess_message(text or "", tuple(history or ()))
+        return assess_message(text or "", tuple(history or ()), upstream)
     except Exception as err:  # noqa: BLE001 - fail safe, whatever went wrong
         log.error("crisis detector failed (%s); treating the message as 'ask'", type(err).__name__)
         return FAIL_SAFE
 
 
-def warm_up() -> None:
-    """Build the pipelines and the classifier now rather than on the first message."""
-    from bot.crisis import classifier
+def warm_up(semantic_layer: bool = True) -> None:
+    """Build the pipelines, load the encoder and its heads now rather than on the first message.
+
+    Raises EncoderUnavailable (saying why) when the encoder cannot load: a
+    process that assesses messages must then refuse to start. The action
+    server passes semantic_layer=False: it reads the NLU component's result.
+    """
     from bot.crisis.patterns import LANGUAGES, compiled
 
     for language in LANGUAGES:
         compiled(language)
-    classifier.model()
-    assess("warming up the crisis detector")
+    if semantic_layer:
+        from bot.crisis import semantic
+
+        semantic.scorer()
+        assess("warming up the crisis detector")
+    else:
+        assess("warming up the crisis detector", upstream={})
 
 
-__all__ = ["LEVELS", "RANK", "Assessment", "Evidence", "assess", "raise_level", "warm_up"]
+def signals_of(text: str) -> tuple[str, ...]:
+    """What a free-text answer is about, for triage's `detects:` rules (semantic.SIGNAL_CATEGORIES)."""
+    return assess(text).signals
+
+
+__all__ = ["LEVELS", "RANK", "Assessment", "Evidence", "assess", "raise_level", "signals_of", "warm_up"]
 
 
 def is_retraction(text: str) -> bool:

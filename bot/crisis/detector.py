@@ -1,5 +1,6 @@
 """Crisis detection: patterns, context rules written for chat, co-occurrence,
-and a statistical layer. A layer can only raise the level.
+and the semantic layer (a sentence encoder and a trained head, semantic.py).
+A layer can only raise the level.
 
 Levels: none < ask < crisis < imminent.
 """
@@ -7,12 +8,13 @@ Levels: none < ask < crisis < imminent.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from spacy.tokens import Doc
 
-from bot.crisis import classifier
+from bot.crisis import language as languages
+from bot.crisis import semantic
 from bot.crisis.normalise import normalise
 from bot.crisis.patterns import LANGUAGES, Compiled, PatternInfo, compiled
 from bot.crisis.types import RANK, Assessment, Evidence, raise_level
@@ -100,6 +102,7 @@ class _Analysis:
     language: str
     risks: list[_Match] = field(default_factory=list)
     signals: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    neutralised: bool = False  # an idiom or safe context ("killing me", "to die for") is in it
 
     @property
     def counted(self) -> list[_Match]:
@@ -136,6 +139,7 @@ def _analyse_language(text: str, compiled_language: Compiled) -> _Analysis:
         if key not in best or m.end > best[key].end:
             best[key] = m
     matches = [m for m in best.values() if not any(ns <= m.start and m.end <= ne for ns, ne in neutral)]
+    analysis.neutralised = bool(neutral)
     risk_tokens = {i for m in matches for i in range(m.start, m.end)}
     for m in matches:
         _apply_context(m, matches, analysis, risk_tokens)
@@ -216,14 +220,54 @@ def _language(text: str, analyses: Sequence[_Analysis]) -> str:
         return "es"
     words = [w for w in normalise(text).split() if w.isalpha()]
     hints = sum(w in SPANISH_HINTS for w in words)
-    return "es" if words and hints / len(words) >= 0.3 and hints >= 2 else "en"
+    if words and hints / len(words) >= 0.3 and hints >= 2:
+        return "es"
+    return languages.detect(text)
 
 
 def _has(analyses: Sequence[_Analysis], category: str) -> bool:
     return any(a.signals.get(category) for a in analyses)
 
 
-def assess_message(text: str, history: Sequence[str] = ()) -> Assessment:
+# Pattern categories that are also semantic signals (for triage's `detects:`).
+PATTERN_SIGNALS = {
+    "plan_or_means": "plan_or_preparation",
+    "abuse_or_danger_from_others": "danger_from_others",
+    "child_at_risk": "child_at_risk",
+    "psychosis_with_risk": "psychosis_with_risk",
+}
+
+
+def _semantic(text: str, upstream: Mapping | None) -> semantic.Score | None:
+    if upstream is not None:
+        if upstream.get("level") not in RANK:
+            return None
+        return semantic.Score(
+            level=upstream["level"],
+            subject=upstream.get("subject") if upstream.get("subject") in ("self", "other") else "self",
+            categories=tuple(c for c in upstream.get("signals") or () if c in semantic.SIGNAL_CATEGORIES),
+            decisions={},
+        )
+    if not text.strip():
+        return None
+    return semantic.scorer().score(text)
+
+
+def _context_cap(analyses: Sequence[_Analysis], counted: list[_Match], negated: list[_Match]) -> str:
+    """The highest level the semantic layer may give where the context rules
+    explain the risk words away: an idiom or safe context ("this commute is
+    killing me"), a joke marker, or a denial with nothing left standing. It
+    may still ask, never more; a message with a risk phrase left standing is
+    not capped."""
+    if counted:
+        return "imminent"
+    joking = _has(analyses, "hyperbole") and not _has(analyses, "serious")
+    if negated or joking or any(a.neutralised for a in analyses):
+        return "ask"
+    return "imminent"
+
+
+def assess_message(text: str, history: Sequence[str] = (), upstream: Mapping | None = None) -> Assessment:
     """The detector without its fail-safe wrapper (see bot.crisis.assess)."""
     analyses = _analyse(text)
     counted = [m for a in analyses for m in a.counted]
@@ -247,22 +291,47 @@ def assess_message(text: str, history: Sequence[str] = ()) -> Assessment:
             level = raise_level(level, "crisis")
             categories.append("means_seeking_after_distress")
 
-    # Statistical layer: may add ask or crisis, never remove. A message whose
-    # only risk phrases are denied ("I'm not suicidal") is left to the rules.
-    if not (negated and not counted):
-        predicted = classifier.predict(normalise(text))
-        if RANK[predicted] > RANK[level]:
-            level = predicted
-            categories.append("classifier")
+    # Semantic layer: may raise the level, never lower it. Given `upstream`
+    # (this same message already assessed in full, by the NLU component), its
+    # result stands in for the encoder, so a process that has it need not load one.
+    score = _semantic(text, upstream)
+    semantic_subject = None
+    signals = [PATTERN_SIGNALS[c] for c in categories if c in PATTERN_SIGNALS]
+    if score is not None:
+        candidate = score.level
+        cap = _context_cap(analyses, counted, negated)
+        if RANK[candidate] > RANK[cap]:
+            candidate = cap
+        if RANK[candidate] > RANK[level]:
+            level = candidate
+            semantic_subject = score.subject
+            categories.append("semantic")
+        signals.extend(score.categories)
+        if RANK[level] >= RANK["ask"]:
+            categories.extend(c for c in score.categories if c not in categories)
+    # Danger-now evidence from any layer: a crisis with "now", "tonight", "right now".
+    if level == "crisis" and _has(analyses, "time_now") and not _has(analyses, "past"):
+        level = "imminent"
+        categories.append("time_now")
 
     subject = "unknown"
     if level != "none":
-        top = [m for m in counted if m.level == level] or counted
-        subjects = {m.subject for m in top}
+        top = [m for m in counted if m.level == level]
+        if semantic_subject is not None and not top:
+            subjects = {semantic_subject}
+        else:
+            subjects = {m.subject for m in top or counted}
         subject = "self" if "self" in subjects else (subjects.pop() if subjects else "self")
     elif negated:
         categories.append("denial")
     evidence = tuple(
         Evidence(m.text, m.info.id, m.info.category, m.level, m.negated) for m in counted + negated
     )
-    return Assessment(level, subject, tuple(categories), evidence, _language(text, analyses))
+    return Assessment(
+        level,
+        subject,
+        tuple(categories),
+        evidence,
+        _language(text, analyses),
+        signals=tuple(dict.fromkeys(signals)),
+    )

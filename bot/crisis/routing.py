@@ -26,6 +26,9 @@ RESPONSES = {
     "danger": "utter_crisis_danger",
 }
 CRISIS_INTENTS = frozenset(INTENTS.values())
+# Languages with their own crisis wording in domain.yml. A message in any other
+# language gets the English wording and utter_crisis_interpreter.
+RESPONSE_LANGUAGES = ("en", "es")
 
 
 def audience(assessment: Assessment) -> str | None:

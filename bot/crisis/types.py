@@ -37,6 +37,10 @@ class Assessment:
     categories: tuple[str, ...] = ()
     evidence: tuple[Evidence, ...] = ()
     language: str = "en"
+    # What the message is about, for triage (`detects:` in service.yml), at any
+    # level: plan_or_preparation, escalating_self_harm, danger_from_others,
+    # medication_change, psychosis_with_risk, child_at_risk.
+    signals: tuple[str, ...] = ()
 
     @property
     def at_least_crisis(self) -> bool:
@@ -49,4 +53,5 @@ class Assessment:
             "categories": list(self.categories),
             "evidence": [e.as_dict() for e in self.evidence],
             "language": self.language,
+            "signals": list(self.signals),
         }

