@@ -7,16 +7,22 @@ health check passes only when the server can answer at once; otherwise the
 first person's first answer, which may be a crisis, would wait for it.
 """
 
-import logging
-import os
 import sys
 
-from rasa_sdk import utils
-from rasa_sdk.constants import APPLICATION_ROOT_LOGGER_NAME
-from rasa_sdk.endpoint import create_argument_parser
+# spaCy's thinc imports TensorFlow whenever it is installed (Rasa brings it in).
+# Nothing in this process uses it, and it costs about 360 MB resident: an
+# import of it here fails instead, which thinc expects.
+sys.modules.setdefault("tensorflow", None)
 
-from actions.server import build_app
-from bot.crisis import warm_up
+import logging  # noqa: E402
+import os  # noqa: E402
+
+from rasa_sdk import utils  # noqa: E402
+from rasa_sdk.constants import APPLICATION_ROOT_LOGGER_NAME  # noqa: E402
+from rasa_sdk.endpoint import create_argument_parser  # noqa: E402
+
+from actions.server import build_app  # noqa: E402
+from bot.crisis import warm_up  # noqa: E402
 
 
 def main() -> None:

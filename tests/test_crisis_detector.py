@@ -65,6 +65,41 @@ def test_detector_meets_the_acceptance_thresholds(path):
     assert none_crisis <= 0.10 * none_total
 
 
+EXTERNAL = DEV_SET.parent / "external" / "dev_all.jsonl"
+FRESH = Path(__file__).parent / "data" / "crisis_fresh.jsonl"
+# Regression floors: the figures measured when the semantic layer landed
+# (README "Crisis detection"), less a little. They are not issue 15's targets,
+# which the table prints beside each figure; a change that lowers a figure
+# below its floor fails here.
+FLOORS = {
+    "dev_all.jsonl": {},
+    "crisis_fresh.jsonl": {},
+}
+
+
+def _source(row: dict) -> str:
+    source = row.get("source") or "?"
+    return (source if isinstance(source, str) else str(source)).split(",")[0][:40]
+
+
+@pytest.mark.scoring
+@pytest.mark.parametrize("path", [EXTERNAL, FRESH], ids=["external set", "fresh batch"])
+def test_detector_figures_on_real_text_it_was_not_written_against(path):
+    from crisis_figures import FIGURES, by_group, figures, share, table
+
+    rows = load(path)
+    got = [assess(row["text"], row.get("history", [])).level for row in rows]
+    expected = [row["expect"] for row in rows]
+    print("\n" + table(path.name, expected, got))
+    print("  per source:\n" + by_group(rows, got, _source))
+    print("  per category:\n" + by_group(rows, got, lambda r: f"{r['expect']:8} {r.get('category', '?')}"))
+    measured = figures(expected, got)
+    for name, floor in FLOORS[path.name].items():
+        kind = FIGURES[name][4]
+        value = share(measured[name])
+        assert value >= floor if kind == "min" else value <= floor, (name, value, floor)
+
+
 @pytest.mark.parametrize("path", [DEV_SET, OWN_CASES], ids=["shared dev set", "own cases"])
 def test_subject_is_who_is_at_risk(path):
     wrong = [

@@ -126,6 +126,93 @@ def test_a_retraction_after_a_disclosure_keeps_the_flag(stack):
     assert services.find_referral(UnitOfWork(stack.database_url), reference)["crisis_flag"] is True
 
 
+def _through_the_safety_questions(client, reply):
+    """Answer the safety questions (safe now, carry on) until the form asks again."""
+    for _ in range(3):
+        if reply.question and reply.question["field"] in ("safe_now", "continue_referral", "risk_check"):
+            answer = "no" if reply.question["field"] == "risk_check" else "yes"
+            reply = client.say(answer)
+    return reply
+
+
+def _stored(stack, client, reply) -> dict:
+    reply = play(client, PERSONA["answers"], first=reply)
+    reference = client.say("send").submitted["reference"]
+    [record] = [r for r in exported(stack) if r["reference"] == reference]
+    return record
+
+
+# Each written for this test, in words no pattern lists (the semantic layer finds them).
+@pytest.mark.parametrize(
+    ("field", "text", "level", "subject", "first_words"),
+    [
+        (
+            "full_name",
+            "i've swallowed every tablet that was in the bathroom cabinet",
+            "imminent",
+            "self",
+            "911",
+        ),
+        (
+            "presenting_problem",
+            "my son texted me goodbye an hour ago and drove off, he isn't picking up",
+            "imminent",
+            "other",
+            "about someone else",
+        ),
+        (
+            "presenting_problem",
+            "ya no le encuentro sentido a seguir aquí, ojalá no despertar",
+            "crisis",
+            "self",
+            "Gracias",
+        ),
+    ],
+    ids=["overdose at the name question", "carer: goodbye and drove off", "spanish"],
+)
+def test_a_crisis_in_words_no_pattern_lists_is_signposted_first_and_not_stored(
+    stack, field, text, level, subject, first_words
+):
+    client = ChatClient(stack.web_url)
+    play(client, PERSONA["answers"], stop_at=field)
+    reply = client.say(text)
+    crisis = crisis_of(reply)
+    assert (crisis["level"], crisis["subject"]) == (level, subject)
+    assert first_words in reply.texts[0]
+    reply = _through_the_safety_questions(client, reply)
+    assert reply.question["field"] == field  # asked again: nothing was stored
+    record = _stored(stack, client, reply)
+    assert text not in json.dumps(record, ensure_ascii=False)
+    assert record[field] == PERSONA["answers"][field]
+    assert record["crisis_flag"] is True and record["urgency_band"] == "emergency"
+
+
+def test_a_risk_message_in_french_gets_the_crisis_response_and_the_interpreter_line(stack):
+    client = ChatClient(stack.web_url)
+    play(client, PERSONA["answers"], stop_at="presenting_problem")
+    text = "je n'en peux plus de cette vie, je voudrais m'endormir et ne jamais me réveiller"
+    reply = client.say(text)
+    assert crisis_of(reply)["level"] in ("crisis", "imminent")
+    assert "988" in reply.texts[0]
+    assert any("interpreter" in t for t in reply.texts[1:])
+    reply = _through_the_safety_questions(client, reply)
+    assert reply.question["field"] == "presenting_problem"
+    assert text not in json.dumps(_stored(stack, client, reply), ensure_ascii=False)
+
+
+def test_a_full_ordinary_self_referral_asks_no_safety_question(stack):
+    client = ChatClient(stack.web_url)
+    replies = []
+    say = client.say
+    client.say = lambda text: replies.append(say(text)) or replies[-1]
+    play(client, PERSONA["answers"])
+    replies.append(client.say("send"))
+    assert replies[-1].submitted
+    shown = [m for r in replies for m in r.messages]
+    assert not [m for m in shown if "crisis" in m.get("custom", {})]
+    assert not [m for m in shown if m.get("custom", {}).get("field") in ("risk_check", "safe_now")]
+
+
 def test_idioms_do_not_interrupt_the_form(stack):
     client = ChatClient(stack.web_url)
     reply = play(client, PERSONA["answers"], stop_at="presenting_problem")

@@ -297,3 +297,62 @@ def test_what_the_configuration_says_to_people_reads_at_grade_6_or_below():
     ]
     hard = [(textstat.flesch_kincaid_grade(t), t) for t in said if textstat.flesch_kincaid_grade(t) > 6]
     assert hard == []
+
+
+# ---------------------------------------------------------------- red flags in people's own words
+
+PARAPHRASES = yaml.safe_load((PROJECT_ROOT / "tests" / "data" / "red_flag_paraphrases.yml").read_text())
+
+
+def _keywords(condition) -> list[str]:
+    """Every `mentions` phrase in a condition tree."""
+    if isinstance(condition, dict):
+        found = list(condition.get("mentions") or [])
+        for key in ("all", "any"):
+            for part in condition.get(key) or []:
+                found += _keywords(part)
+        if "not" in condition:
+            found += _keywords(condition["not"])
+        return found
+    return []
+
+
+PARAPHRASE_CASES = [(rule, text) for rule, case in PARAPHRASES.items() for text in case["texts"]]
+
+
+@pytest.mark.parametrize(("rule_id", "text"), PARAPHRASE_CASES)
+def test_each_red_flag_is_found_in_words_its_keyword_list_does_not_have(rule_id, text):
+    case = PARAPHRASES[rule_id]
+    rule = next(r for r in CRITERIA.red_flags if r.id == rule_id)
+    words = triage._words(text)
+    assert not [k for k in _keywords(rule.when) if triage._mentions(words, k)], "shares a keyword"
+    result = triage.assess(CRITERIA, routine(**case["answers"], **{case["field"]: text}))
+    assert rule_id in result.rules and result.band == "same_day"
+
+
+def test_ten_paraphrases_for_each_red_flag_that_reads_free_text():
+    assert {rule for rule, case in PARAPHRASES.items() if len(case["texts"]) >= 10} == {
+        "suicidal_intent_with_plan",
+        "escalating_self_harm",
+        "domestic_abuse_immediate_danger",
+        "medication_destabilisation",
+        "psychosis_with_risk",
+    }
+
+
+def test_detects_names_only_what_the_detector_knows(tmp_path):
+    raw = copy.deepcopy(RAW["triage"])
+    raw["red_flags"][0]["when"] = {"field": "current_risk_details", "detects": "sadness"}
+    with pytest.raises(triage.CriteriaError, match="detects takes one or more of"):
+        triage.load(raw, dataset.load().names)
+
+
+def test_the_detector_can_be_passed_in():
+    seen = []
+
+    def detect(field, text):
+        seen.append(field)
+        return ["medication_change"] if field == "current_medications" else []
+
+    result = triage.assess(CRITERIA, routine(current_medications="sertraline"), detect=detect)
+    assert "medication_destabilisation" in result.rules and "current_medications" in seen

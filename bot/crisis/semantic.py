@@ -39,7 +39,7 @@ from bot.crisis.types import LEVELS, RANK
 log = logging.getLogger(__name__)
 
 CORPUS = Path(__file__).with_name("data") / "corpus"
-HEAD_VERSION = "1"
+HEAD_VERSION = "2"
 SEED = 20261202
 VALIDATION_BUCKETS = 5  # one bucket in five is the validation split
 
@@ -83,10 +83,24 @@ SIGNAL_CATEGORIES = (
     "psychosis_with_risk",
     "child_at_risk",
 )
+# A signal's examples are its category's items at this level or above: a red
+# flag is the risk, not the topic ("I hear voices when I'm tired" is not
+# psychosis with risk; "he used to hit me, I left years ago" is no danger now).
+SIGNAL_MIN_LEVEL = {
+    "plan_or_preparation": "crisis",
+    "escalating_self_harm": "crisis",
+    "danger_from_others": "crisis",
+    "medication_change": "none",
+    "psychosis_with_risk": "crisis",
+    "child_at_risk": "crisis",
+}
 LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "nl", "pl", "ru", "tr", "ar", "zh", "ja", "ko", "th")
 
-# Recall the thresholds must keep on the validation split (choose_thresholds).
-TARGET_RECALL = {"ask": 0.98, "crisis": 0.95, "imminent": 0.85}
+# Recall the thresholds must keep on the validation split (choose_thresholds):
+# issue 15's own targets for real text (ask or above 99%, crisis 95%, imminent
+# 85%). The validation split is written like the training data, so real text
+# gets less than this; README "Crisis detection" gives both.
+TARGET_RECALL = {"ask": 0.99, "crisis": 0.95, "imminent": 0.85}
 
 
 class CorpusError(ValueError):
@@ -200,15 +214,16 @@ class Heads:
     Levels are three RBF support-vector machines, one per "level or above"
     (ask, crisis, imminent): a nonlinear boundary tells "this commute is
     killing me" from "I want to kill myself" where a linear one on the same
-    vectors could not. Subject and signal categories are logistic regressions.
+    vectors could not. Each signal category is one too (on the validation
+    split they beat a logistic regression for five of the six); the subject
+    is a logistic regression.
     """
 
     levels: dict  # "ask" | "crisis" | "imminent" -> Kernel
     subject_w: np.ndarray  # (dim,): P(subject is someone else)
     subject_b: float
-    category_w: np.ndarray  # (len(SIGNAL_CATEGORIES), dim)
-    category_b: np.ndarray
-    thresholds: dict  # {"ask": t, "crisis": t, "imminent": t, "categories": {name: p}}
+    signals: dict  # SIGNAL_CATEGORIES name -> Kernel
+    thresholds: dict  # {"ask": t, "crisis": t, "imminent": t, "signals": {name: t}}
     meta: dict  # fingerprint, encoder, sizes, validation figures
 
     def save(self, path: Path) -> None:
@@ -216,11 +231,9 @@ class Heads:
         arrays = {
             "subject_w": self.subject_w,
             "subject_b": np.array([self.subject_b]),
-            "category_w": self.category_w,
-            "category_b": self.category_b,
             "info": np.array(json.dumps({"thresholds": self.thresholds, "meta": self.meta})),
         }
-        for name, kernel in self.levels.items():
+        for name, kernel in {**self.levels, **self.signals}.items():
             arrays[f"{name}_vectors"] = kernel.vectors
             arrays[f"{name}_weights"] = kernel.weights
             arrays[f"{name}_scalars"] = np.array([kernel.bias, kernel.gamma])
@@ -233,21 +246,20 @@ class Heads:
     def load(cls, path: Path) -> Heads:
         with np.load(path, allow_pickle=False) as z:
             info = json.loads(str(z["info"]))
-            levels = {
+            kernels = {
                 name: Kernel(
                     vectors=z[f"{name}_vectors"].astype(np.float32),
                     weights=z[f"{name}_weights"].astype(np.float32),
                     bias=float(z[f"{name}_scalars"][0]),
                     gamma=float(z[f"{name}_scalars"][1]),
                 )
-                for name in ORDINAL
+                for name in ORDINAL + SIGNAL_CATEGORIES
             }
             return cls(
-                levels=levels,
+                levels={name: kernels[name] for name in ORDINAL},
                 subject_w=z["subject_w"].astype(np.float32),
                 subject_b=float(z["subject_b"][0]),
-                category_w=z["category_w"].astype(np.float32),
-                category_b=z["category_b"].astype(np.float32),
+                signals={name: kernels[name] for name in SIGNAL_CATEGORIES},
                 thresholds=info["thresholds"],
                 meta=info["meta"],
             )
@@ -259,8 +271,8 @@ class Heads:
     def other_probability(self, vectors: np.ndarray) -> np.ndarray:
         return _sigmoid(vectors @ self.subject_w + self.subject_b)
 
-    def category_probabilities(self, vectors: np.ndarray) -> np.ndarray:
-        return _sigmoid(vectors @ self.category_w.T + self.category_b)
+    def signal_decisions(self, vectors: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: kernel.decision(vectors) for name, kernel in self.signals.items()}
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -300,7 +312,7 @@ def choose_thresholds(decisions: dict[str, np.ndarray], levels: Sequence[str]) -
 
 def _category_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
     """The threshold with the best F1 on the validation split (ties: the lower one)."""
-    best, best_f1 = 0.5, -1.0
+    best, best_f1 = 0.0, -1.0
     for t in np.unique(np.round(scores, 4)):
         flagged = scores >= t
         tp = float(np.sum(flagged & positive))
@@ -310,6 +322,11 @@ def _category_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
         if f1 > best_f1:
             best, best_f1 = float(t), f1
     return best
+
+
+def _signal(rows: Sequence[Example], name: str) -> np.ndarray:
+    least = RANK[SIGNAL_MIN_LEVEL[name]]
+    return np.array([e.category == name and RANK[e.level] >= least for e in rows])
 
 
 def _kernel(vectors: np.ndarray, labels: np.ndarray, c: float) -> Kernel:
@@ -351,17 +368,13 @@ def train(
     subject_w, subject_b = _logistic(
         fit_x[risky], np.array([e.subject == "other" for e in fit_rows])[risky], 2.0
     )
-    category_w = np.zeros((len(SIGNAL_CATEGORIES), vectors.shape[1]), dtype=np.float32)
-    category_b = np.zeros(len(SIGNAL_CATEGORIES), dtype=np.float32)
-    for i, name in enumerate(SIGNAL_CATEGORIES):
-        category_w[i], category_b[i] = _logistic(fit_x, np.array([e.category == name for e in fit_rows]), 2.0)
+    signals = {name: _kernel(fit_x, _signal(fit_rows, name), c) for name in SIGNAL_CATEGORIES}
 
-    heads = Heads(levels, subject_w, subject_b, category_w, category_b, thresholds={}, meta={})
+    heads = Heads(levels, subject_w, subject_b, signals, thresholds={}, meta={})
     thresholds = choose_thresholds(heads.decisions(val_x), [e.level for e in val_rows])
-    cat_p = heads.category_probabilities(val_x)
-    thresholds["categories"] = {
-        name: _category_threshold(cat_p[:, i], np.array([e.category == name for e in val_rows]))
-        for i, name in enumerate(SIGNAL_CATEGORIES)
+    signal_values = heads.signal_decisions(val_x)
+    thresholds["signals"] = {
+        name: _category_threshold(signal_values[name], _signal(val_rows, name)) for name in SIGNAL_CATEGORIES
     }
     meta = {
         "fingerprint": fingerprint_,
@@ -371,7 +384,7 @@ def train(
         "seed": SEED,
         "svm_c": c,
     }
-    return Heads(levels, subject_w, subject_b, category_w, category_b, thresholds, meta)
+    return Heads(levels, subject_w, subject_b, signals, thresholds, meta)
 
 
 # ---------------------------------------------------------------- cache and scoring
@@ -380,7 +393,10 @@ def train(
 def fingerprint(corpus: Path = CORPUS, encoder_name: str = encoders.DEFAULT) -> str:
     """Everything the heads depend on: the corpus, this module's training rules and the encoder."""
     digest = hashlib.sha256(f"{HEAD_VERSION} {encoder_name} {_package_version()} {SEED}".encode())
-    digest.update(json.dumps([TARGET_RECALL, SIGNAL_CATEGORIES, VALIDATION_BUCKETS, SVM_C]).encode())
+    digest.update(Path(__file__).read_bytes())  # the training code itself
+    digest.update(
+        json.dumps([TARGET_RECALL, SIGNAL_CATEGORIES, SIGNAL_MIN_LEVEL, VALIDATION_BUCKETS, SVM_C]).encode()
+    )
     for path in corpus_files(corpus):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
@@ -436,12 +452,12 @@ class Scorer:
         vectors = self.encoder.encode(list(texts))
         decisions = self.heads.decisions(vectors)
         other = self.heads.other_probability(vectors)
-        cat = self.heads.category_probabilities(vectors)
-        limits = self.heads.thresholds["categories"]
+        signal_values = self.heads.signal_decisions(vectors)
+        limits = self.heads.thresholds["signals"]
         scores = []
         for i in range(len(texts)):
             row = {name: float(values[i]) for name, values in decisions.items()}
-            categories = tuple(name for j, name in enumerate(SIGNAL_CATEGORIES) if cat[i, j] >= limits[name])
+            categories = tuple(name for name in SIGNAL_CATEGORIES if signal_values[name][i] >= limits[name])
             scores.append(
                 Score(
                     level=level_from(row, self.heads.thresholds),

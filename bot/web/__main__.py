@@ -1,13 +1,19 @@
 """`python -m bot.web`: serve the referral service on 127.0.0.1:WEB_PORT."""
 
-import logging
 import sys
 
-from aiohttp import web
+# spaCy's thinc imports TensorFlow whenever it is installed (Rasa brings it in).
+# Nothing in this process uses it, and it costs about 360 MB resident: an
+# import of it here fails instead, which thinc expects.
+sys.modules.setdefault("tensorflow", None)
 
-from bot.config import Settings
-from bot.crisis import warm_up
-from bot.web.app import create_app
+import logging  # noqa: E402
+
+from aiohttp import web  # noqa: E402
+
+from bot.config import Settings  # noqa: E402
+from bot.crisis import warm_up  # noqa: E402
+from bot.web.app import create_app  # noqa: E402
 
 
 def main() -> None:
