@@ -229,6 +229,7 @@ def _has(analyses: Sequence[_Analysis], category: str) -> bool:
     return any(a.signals.get(category) for a in analyses)
 
 
+UNGATED_SIGNALS = {"medication_change"}
 # Pattern categories that are also semantic signals (for triage's `detects:`).
 PATTERN_SIGNALS = {
     "plan_or_means": "plan_or_preparation",
@@ -327,6 +328,9 @@ def assess_message(text: str, history: Sequence[str] = (), upstream: Mapping | N
     evidence = tuple(
         Evidence(m.text, m.info.id, m.info.category, m.level, m.negated) for m in counted + negated
     )
+    # A red flag is a risk: a signal counts only where the message is one
+    # (a change of medicine is a flag by itself).
+    signals = [s for s in signals if s in UNGATED_SIGNALS or RANK[level] >= RANK["ask"]]
     return Assessment(
         level,
         subject,

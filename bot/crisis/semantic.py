@@ -96,11 +96,16 @@ SIGNAL_MIN_LEVEL = {
 }
 LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "nl", "pl", "ru", "tr", "ar", "zh", "ja", "ko", "th")
 
-# Recall the thresholds must keep on the validation split (choose_thresholds):
+# Recall the thresholds aim for on the validation split (choose_thresholds):
 # issue 15's own targets for real text (ask or above 99%, crisis 95%, imminent
-# 85%). The validation split is written like the training data, so real text
-# gets less than this; README "Crisis detection" gives both.
+# 85%)...
 TARGET_RECALL = {"ask": 0.99, "crisis": 0.95, "imminent": 0.85}
+# ...unless that would interrupt more than this share of ordinary referral
+# answers (the split's form answers and help-seeking): each interruption
+# stops someone mid-referral to ask about suicide, and a threshold that did it
+# to one answer in four would make the referral itself the harm.
+ORDINARY_CATEGORIES = ("form_answer", "help_seeking")
+MAX_ORDINARY = {"ask": 0.05, "crisis": 0.02}
 
 
 class CorpusError(ValueError):
@@ -280,23 +285,24 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def level_from(decisions: dict[str, float], thresholds: dict) -> str:
-    """The level for one message: the highest whose head clears its threshold
-    (imminent needs the crisis head too)."""
-    if decisions["crisis"] >= thresholds["crisis"]:
-        return "imminent" if decisions["imminent"] >= thresholds["imminent"] else "crisis"
-    if decisions["ask"] >= thresholds["ask"]:
+    """The level for one message: the highest whose head clears its threshold,
+    where each level needs the heads below it too (crisis is also "ask or
+    above"): one head alone, against the others, is not evidence enough."""
+    if decisions["ask"] < thresholds["ask"]:
+        return "none"
+    if decisions["crisis"] < thresholds["crisis"]:
         return "ask"
-    return "none"
+    return "imminent" if decisions["imminent"] >= thresholds["imminent"] else "crisis"
 
 
-def choose_thresholds(decisions: dict[str, np.ndarray], levels: Sequence[str]) -> dict:
-    """Thresholds from the validation split's decision values.
+def choose_thresholds(decisions: dict[str, np.ndarray], levels: Sequence[str], ordinary: np.ndarray) -> dict:
+    """Thresholds from the validation split's decision values (never trained on).
 
     For each of ask, crisis and imminent: the highest threshold at which the
-    validation items of that level or above still clear it, with at least
-    TARGET_RECALL of them. Highest, so that no more ordinary messages are
-    flagged than that recall needs; recall is what a safety service asks
-    first. The validation split is never trained on.
+    items of that level or above still clear it with at least TARGET_RECALL
+    of them, raised where needed so that no more than MAX_ORDINARY of the
+    ordinary answers (`ordinary`, a mask) clear it. The recall each threshold
+    keeps is in the heads' meta and in README "Crisis detection".
     """
     ranks = np.array([RANK[level] for level in levels])
     chosen = {}
@@ -306,22 +312,38 @@ def choose_thresholds(decisions: dict[str, np.ndarray], levels: Sequence[str]) -
             raise CorpusError(f"the validation split has no items at {level} or above")
         # The k-th smallest value keeps (n - k) / n of the items at or above it.
         k = int(np.floor((1.0 - target) * positive.size))
-        chosen[level] = float(positive[k])
+        threshold = float(positive[k])
+        if level in MAX_ORDINARY and ordinary.any():
+            limit = float(np.quantile(decisions[level][ordinary], 1.0 - MAX_ORDINARY[level]))
+            threshold = max(threshold, limit)
+        chosen[level] = threshold
     return chosen
 
 
-def _category_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
-    """The threshold with the best F1 on the validation split (ties: the lower one)."""
-    best, best_f1 = 0.0, -1.0
-    for t in np.unique(np.round(scores, 4)):
-        flagged = scores >= t
-        tp = float(np.sum(flagged & positive))
-        if tp == 0:
-            continue
-        f1 = 2 * tp / (flagged.sum() + positive.sum())
-        if f1 > best_f1:
-            best, best_f1 = float(t), f1
-    return best
+def validation_recall(decisions: dict[str, np.ndarray], levels: Sequence[str], thresholds: dict) -> dict:
+    """Of the validation items at each level or above, the share given that level or above."""
+    ranks = np.array([RANK[level] for level in levels])
+    given = np.array(
+        [
+            RANK[level_from({name: float(values[i]) for name, values in decisions.items()}, thresholds)]
+            for i in range(len(levels))
+        ]
+    )
+    return {level: float(np.mean(given[ranks >= RANK[level]] >= RANK[level])) for level in ORDINAL}
+
+
+SIGNAL_RECALL = 0.90
+
+
+def _signal_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
+    """The highest threshold that keeps SIGNAL_RECALL of the validation split's
+    examples of the signal. Recall first: a missed red flag waits days, a
+    false one costs a same-day call; the detector's level gates it too
+    (bot/crisis/detector.py)."""
+    values = np.sort(scores[positive])
+    if values.size == 0:
+        raise CorpusError("the validation split has no examples of a signal")
+    return float(values[int(np.floor((1.0 - SIGNAL_RECALL) * values.size))])
 
 
 def _signal(rows: Sequence[Example], name: str) -> np.ndarray:
@@ -371,10 +393,13 @@ def train(
     signals = {name: _kernel(fit_x, _signal(fit_rows, name), c) for name in SIGNAL_CATEGORIES}
 
     heads = Heads(levels, subject_w, subject_b, signals, thresholds={}, meta={})
-    thresholds = choose_thresholds(heads.decisions(val_x), [e.level for e in val_rows])
+    val_levels = [e.level for e in val_rows]
+    ordinary = np.array([e.level == "none" and e.category in ORDINARY_CATEGORIES for e in val_rows])
+    val_decisions = heads.decisions(val_x)
+    thresholds = choose_thresholds(val_decisions, val_levels, ordinary)
     signal_values = heads.signal_decisions(val_x)
     thresholds["signals"] = {
-        name: _category_threshold(signal_values[name], _signal(val_rows, name)) for name in SIGNAL_CATEGORIES
+        name: _signal_threshold(signal_values[name], _signal(val_rows, name)) for name in SIGNAL_CATEGORIES
     }
     meta = {
         "fingerprint": fingerprint_,
@@ -383,6 +408,7 @@ def train(
         "validation": int(held.sum()),
         "seed": SEED,
         "svm_c": c,
+        "validation_recall": validation_recall(val_decisions, val_levels, thresholds),
     }
     return Heads(levels, subject_w, subject_b, signals, thresholds, meta)
 
@@ -395,7 +421,17 @@ def fingerprint(corpus: Path = CORPUS, encoder_name: str = encoders.DEFAULT) -> 
     digest = hashlib.sha256(f"{HEAD_VERSION} {encoder_name} {_package_version()} {SEED}".encode())
     digest.update(Path(__file__).read_bytes())  # the training code itself
     digest.update(
-        json.dumps([TARGET_RECALL, SIGNAL_CATEGORIES, SIGNAL_MIN_LEVEL, VALIDATION_BUCKETS, SVM_C]).encode()
+        json.dumps(
+            [
+                TARGET_RECALL,
+                MAX_ORDINARY,
+                SIGNAL_CATEGORIES,
+                SIGNAL_MIN_LEVEL,
+                SIGNAL_RECALL,
+                VALIDATION_BUCKETS,
+                SVM_C,
+            ]
+        ).encode()
     )
     for path in corpus_files(corpus):
         digest.update(path.name.encode())
