@@ -30,12 +30,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import numpy as np  # noqa: E402
+from crisis_figures import table  # noqa: E402
 
 from bot.crisis import semantic  # noqa: E402
-from bot.crisis.types import RANK  # noqa: E402
 
 EXTERNAL = ROOT.parent / "shared" / "eval" / "external" / "dev_all.jsonl"
 DEV = ROOT.parent / "shared" / "eval" / "crisis_dev.jsonl"
@@ -73,24 +73,7 @@ def load_eval(path: Path) -> list[dict]:
 
 
 def report(name: str, rows: list[dict], levels: list[str]) -> None:
-    expect = np.array([RANK[r["expect"]] for r in rows])
-    got = np.array([RANK[level] for level in levels])
-    risk = expect >= RANK["crisis"]
-
-    def share(mask, ok):
-        return f"{ok[mask].mean():.2f} ({int(ok[mask].sum())}/{int(mask.sum())})" if mask.any() else "-"
-
-    print(f"  {name}:")
-    print(
-        f"    crisis+ items at >= crisis {share(risk, got >= RANK['crisis'])}, "
-        f"at >= ask {share(risk, got >= RANK['ask'])}"
-    )
-    print(f"    imminent items at imminent {share(expect == 3, got == 3)}")
-    print(f"    ask items at >= ask        {share(expect == 1, got >= 1)}")
-    print(
-        f"    none items at >= crisis    {share(expect == 0, got >= 2)}, "
-        f"at >= ask {share(expect == 0, got >= 1)}"
-    )
+    print("  " + table(f"head alone, {name}", [r["expect"] for r in rows], levels).replace("\n", "\n  "))
 
 
 def main() -> None:
@@ -115,7 +98,9 @@ def main() -> None:
     )
     print(
         f"  heads: trained on {heads.meta['trained_on']}, thresholds chosen on {heads.meta['validation']}: "
-        + ", ".join(f"{k} {v:.3f}" for k, v in heads.thresholds.items() if k != "categories")
+        + ", ".join(f"{k} {v:.3f}" for k, v in heads.thresholds.items() if k in semantic.ORDINAL)
+        + "; validation recall "
+        + ", ".join(f"{k} {v:.2f}" for k, v in heads.meta["validation_recall"].items())
     )
     scorer = semantic.Scorer(encoder, heads)
     for path in (EXTERNAL, DEV):

@@ -200,12 +200,19 @@ def test_the_semantic_layer_never_clears_a_pattern_hit(monkeypatch):
     assert assess("I want to kill myself").level == "crisis"
 
 
-def test_context_rules_cap_the_semantic_layer_at_ask():
-    # An idiom, a joke marker or a denial explains the risk words away: the
-    # semantic layer may still ask, never signpost.
-    for text in ("this commute is killing me", "i'm not suicidal, i just can't sleep"):
-        assert assess(text, upstream={"level": "imminent", "subject": "self"}).level in ("none", "ask")
-    assert assess("i want to end it all", upstream={"level": "imminent"}).level == "imminent"
+@pytest.mark.parametrize(
+    ("text", "semantic", "expected"),
+    [
+        ("this commute is killing me", "ask", "none"),  # an idiom: one step down
+        ("this commute is killing me", "imminent", "ask"),  # ... never past ask
+        ("i'm not suicidal, i just can't sleep", "crisis", "ask"),  # a denial: asked, not signposted
+        ("i want to disappear lol", "crisis", "ask"),  # a joke marker likewise
+        ("i want to end it all", "imminent", "imminent"),  # a risk phrase left standing
+        ("i found the exam really hard", "crisis", "crisis"),  # no context rule: the layer stands
+    ],
+)
+def test_context_rules_apply_to_the_semantic_layer(text, semantic, expected):
+    assert assess(text, upstream={"level": semantic, "subject": "self"}).level == expected
 
 
 def test_the_action_server_takes_the_semantic_result_from_the_nlu_component():

@@ -156,7 +156,7 @@ def _stored(stack, client, reply) -> dict:
         (
             "presenting_problem",
             "my son texted me goodbye an hour ago and drove off, he isn't picking up",
-            "imminent",
+            "crisis",  # the carer response is one, with its 911 line, at any level
             "other",
             "about someone else",
         ),

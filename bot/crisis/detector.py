@@ -254,18 +254,28 @@ def _semantic(text: str, upstream: Mapping | None) -> semantic.Score | None:
     return semantic.scorer().score(text)
 
 
-def _context_cap(analyses: Sequence[_Analysis], counted: list[_Match], negated: list[_Match]) -> str:
-    """The highest level the semantic layer may give where the context rules
-    explain the risk words away: an idiom or safe context ("this commute is
-    killing me"), a joke marker, or a denial with nothing left standing. It
-    may still ask, never more; a message with a risk phrase left standing is
-    not capped."""
-    if counted:
-        return "imminent"
-    joking = _has(analyses, "hyperbole") and not _has(analyses, "serious")
-    if negated or joking or any(a.neutralised for a in analyses):
+def _context_level(
+    analyses: Sequence[_Analysis], counted: list[_Match], negated: list[_Match], level: str
+) -> str:
+    """The semantic layer's level after the context rules:
+    - a joke marker ("lol", no "I'm serious") caps it at ask, as it does a
+      pattern's crisis: the person is asked, never signposted, never unasked;
+    - where no risk phrase is left standing, an idiom or safe context ("the
+      waiting list is killing me") takes it one step down and never past ask
+      (ask becomes none, crisis or imminent ask), and a denial ("I'm not
+      suicidal, ...") caps it at ask.
+    Otherwise the semantic level stands."""
+    if level == "none":
+        return level
+    if _has(analyses, "hyperbole") and not _has(analyses, "serious"):
         return "ask"
-    return "imminent"
+    if counted:
+        return level
+    if any(a.neutralised for a in analyses):
+        return "none" if level == "ask" else "ask"
+    if negated:
+        return "ask"
+    return level
 
 
 def assess_message(text: str, history: Sequence[str] = (), upstream: Mapping | None = None) -> Assessment:
@@ -299,10 +309,7 @@ def assess_message(text: str, history: Sequence[str] = (), upstream: Mapping | N
     semantic_subject = None
     signals = [PATTERN_SIGNALS[c] for c in categories if c in PATTERN_SIGNALS]
     if score is not None:
-        candidate = score.level
-        cap = _context_cap(analyses, counted, negated)
-        if RANK[candidate] > RANK[cap]:
-            candidate = cap
+        candidate = _context_level(analyses, counted, negated, score.level)
         if RANK[candidate] > RANK[level]:
             level = candidate
             semantic_subject = score.subject

@@ -4,8 +4,9 @@ Placed after the intent classifier in config.yml. At `crisis` or `imminent`
 it replaces the intent with one of the crisis intents, so a rule fires
 whatever the dialogue state (inside any form, at review, after submission);
 at `ask` it sets `risk_check`. Anything any layer scores at `ask` or above
-reaches the direct safety question: a crisis intent guessed by the general
-intent classifier where the detector found nothing becomes `risk_check`.
+reaches the direct safety question: a crisis intent the general intent
+classifier guesses with confidence (CLASSIFIER_ASK_CONFIDENCE) where the
+detector found nothing becomes `risk_check`; an unsure guess becomes `inform`.
 The assessment goes into the parse data (`crisis`), where the action server
 reads the semantic layer's result instead of loading the encoder itself.
 
@@ -34,6 +35,7 @@ from bot.crisis.types import RANK
 from bot.nlu.commands import set_intent
 
 log = logging.getLogger(__name__)
+CLASSIFIER_ASK_CONFIDENCE = 0.8
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)
@@ -87,9 +89,12 @@ class CrisisDetector(GraphComponent):
         if who is not None:
             set_intent(message, routing.INTENTS[who])
         elif current.get("name") in routing.CRISIS_INTENTS:
-            # The intent classifier is a layer too: its crisis guess, where the
-            # detector found nothing, is a reason to ask directly.
-            set_intent(message, routing.INTENTS["ask"])
+            # The intent classifier is a layer too: its confident crisis guess,
+            # where the detector found nothing, is a reason to ask directly. Its
+            # unsure ones (0.3-0.45 on ordinary answers such as "It is getting
+            # worse every week") would stop referrals for nothing.
+            confident = (current.get("confidence") or 0.0) >= CLASSIFIER_ASK_CONFIDENCE
+            set_intent(message, routing.INTENTS["ask"] if confident else "inform")
         entities = list(message.get(ENTITIES) or [])
         if RANK[result.level] >= RANK["ask"] or result.language == "es":
             wording = result.language if result.language in routing.RESPONSE_LANGUAGES else "en"
