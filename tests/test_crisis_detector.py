@@ -203,8 +203,8 @@ def test_the_semantic_layer_never_clears_a_pattern_hit(monkeypatch):
 @pytest.mark.parametrize(
     ("text", "semantic", "expected"),
     [
-        ("this commute is killing me", "ask", "none"),  # an idiom: one step down
-        ("this commute is killing me", "imminent", "ask"),  # ... never past ask
+        ("this commute is killing me", "crisis", "none"),  # an idiom explains it away
+        ("this commute is killing me", "imminent", "ask"),  # ... but danger now is still asked
         ("i'm not suicidal, i just can't sleep", "crisis", "ask"),  # a denial: asked, not signposted
         ("i want to disappear lol", "crisis", "ask"),  # a joke marker likewise
         ("i want to end it all", "imminent", "imminent"),  # a risk phrase left standing

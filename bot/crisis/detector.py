@@ -261,8 +261,8 @@ def _context_level(
     - a joke marker ("lol", no "I'm serious") caps it at ask, as it does a
       pattern's crisis: the person is asked, never signposted, never unasked;
     - where no risk phrase is left standing, an idiom or safe context ("the
-      waiting list is killing me") takes it one step down and never past ask
-      (ask becomes none, crisis or imminent ask), and a denial ("I'm not
+      waiting list is killing me") explains it away (none), unless the layer
+      finds danger now, which is still asked about; a denial ("I'm not
       suicidal, ...") caps it at ask.
     Otherwise the semantic level stands."""
     if level == "none":
@@ -272,7 +272,7 @@ def _context_level(
     if counted:
         return level
     if any(a.neutralised for a in analyses):
-        return "none" if level == "ask" else "ask"
+        return "ask" if level == "imminent" else "none"
     if negated:
         return "ask"
     return level

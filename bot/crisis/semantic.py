@@ -508,6 +508,14 @@ class Scorer:
         return self.score_many([text])[0]
 
 
+def check_available() -> Path:
+    """That the encoder and the current heads are there to load, without loading
+    them (a process that needs them only when something else fails). Trains
+    the heads if they are missing. Raises EncoderUnavailable or CorpusError."""
+    encoders.check_installed()
+    return ensure_heads()[0]
+
+
 @functools.lru_cache(maxsize=1)
 def scorer() -> Scorer:
     """The process's scorer: the encoder loaded once, the heads trained if missing.

