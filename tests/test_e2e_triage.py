@@ -42,6 +42,17 @@ def test_a_red_flag_is_told_it_will_be_contacted_today(stack):
     )
 
 
+def test_a_red_flag_in_words_no_keyword_list_has_is_found_through_the_detector(stack):
+    # "haven't taken" is on no keyword list: the NLU component's semantic layer
+    # finds a change of medicine, the form keeps it (answer_signals), triage reads it.
+    said, submitted, record = send(stack, current_medications="I haven't taken my lithium for two weeks")
+    assert submitted["band"] == "same_day"
+    assert (
+        "Stopped or changed psychiatric medicine, with a sudden change in mental state."
+        in record["triage_reasons"]
+    )
+
+
 def test_a_mainly_substance_use_need_is_redirected_with_a_named_service_and_a_safety_action(stack):
     said, submitted, record = send(
         stack,
