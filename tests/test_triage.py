@@ -326,7 +326,7 @@ def _keywords(condition) -> list[str]:
 
 
 # Of each red flag's ten, at least this many must fire. The semantic layer is
-# a classifier: README "Triage" lists the ones it misses today.
+# a classifier: `pytest tests/test_triage.py -s -k keyword_list` prints the ones it misses.
 PARAPHRASES_FOUND = 8
 
 
