@@ -31,6 +31,8 @@ from bot.store.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 FORM = "referral_form"
+SAFETY_FORM = "safety_form"
+SHOW_QUESTION = "show_question"  # sent by the gateway on a page reload
 # Commands that only mean something while a question is being asked; outside
 # the form they get the usual "where things stand" answer. (Inside the form
 # "skip" never comes here: it is an answer, checked by the validators.)
@@ -48,6 +50,11 @@ class ActionHandleCommand(Action):
         in_form = tracker.active_loop_name == FORM
         asked = tracker.get_slot("requested_slot") if in_form else None
         log.info("command %s (question: %s)", intent, asked)
+        if intent == SHOW_QUESTION:
+            # A page reload: whichever form is asking repeats its question.
+            if tracker.active_loop_name in (FORM, SAFETY_FORM):
+                return []
+            return [FollowupAction("action_handle_unexpected")]
         if intent in NEEDS_A_QUESTION and asked is None:
             return [FollowupAction("action_handle_unexpected")]
         if intent == "pause" and tracker.get_slot("referral_outcome"):

@@ -24,9 +24,10 @@ from rasa_sdk.forms import FormValidationAction
 from rasa_sdk.types import DomainDict
 
 from actions.settings import settings as _settings
-from bot import services, validators
-from bot.crisis import RANK, Assessment, assess, is_retraction, raise_level, routing
+from bot import answers, dataset, services, validators
+from bot.crisis import RANK, Assessment, assess, is_retraction, policy, raise_level, routing
 from bot.crisis import directory as crisis_directory
+from bot.dataset import SKIPPED
 from bot.store.db import StoreUnavailable
 from bot.store.unit_of_work import UnitOfWork
 
@@ -35,6 +36,7 @@ HISTORY_TURNS = 3
 RECORD_TIMEOUT = 3.0
 SAFETY_SLOTS = ("risk_check", "safe_now", "continue_referral")
 NOT_ASKED = "not_asked"
+REFERRAL_FORM = "referral_form"
 
 
 def recent_user_texts(tracker: Tracker, turns: int = HISTORY_TURNS) -> list[str]:
@@ -124,9 +126,9 @@ async def record(tracker: Tracker, result: Assessment, resources: list[dict]) ->
 
 def crisis_slots(tracker: Tracker, result: Assessment) -> dict[str, Any]:
     """Slots after a crisis response: the flag that stays, and fresh safety questions."""
-    level = raise_level(tracker.get_slot("crisis_level") or "none", result.level)
+    decision = policy.decide(result, field_state(tracker, None))
     slots: dict[str, Any] = {
-        "crisis_level": level,
+        "crisis_level": decision.level,
         "crisis_subject": result.subject,
         "crisis_pending": False,
         "after_safety": None,
@@ -134,7 +136,7 @@ def crisis_slots(tracker: Tracker, result: Assessment) -> dict[str, Any]:
         "safe_now": None,
         "continue_referral": None,
     }
-    if RANK[result.level] >= RANK["crisis"] or tracker.get_slot("crisis_flag"):
+    if decision.flagged:
         slots["crisis_flag"] = True
     if result.subject == "other" and result.level != "ask":
         slots["safe_now"] = NOT_ASKED  # they are asking for someone else
@@ -148,6 +150,63 @@ async def respond_to_second_line(
     resources = signpost(dispatcher, tracker, result, first_response=True)
     await record(tracker, result, resources)
     return {**crisis_slots(tracker, result), "crisis_pending": True}
+
+
+def field_state(tracker: Tracker, field: str | None) -> policy.State:
+    """The crisis state of the conversation, at the referral question ``field``."""
+    try:
+        narrative = field is not None and dataset.load().get(field).risk_narrative
+    except KeyError:
+        field, narrative = None, False
+    return policy.State(
+        level=tracker.get_slot("crisis_level") or "none",
+        flagged=bool(tracker.get_slot("crisis_flag")),
+        field=field,
+        risk_narrative=narrative,
+        interruptions=(tracker.get_slot("crisis_asks") or {}).get(field, 0) if field else 0,
+    )
+
+
+async def field_outcome(
+    decision: policy.Decision,
+    dispatcher: CollectingDispatcher,
+    tracker: Tracker,
+    field: str | None,
+    text: str,
+    result: Assessment,
+) -> dict[str, Any]:
+    """What a crisis response does to the question it interrupted (bot.crisis.policy)."""
+    if field is None or not decision.is_crisis:
+        return {}
+    if decision.store_answer:
+        from actions.accept import accept  # accept uses this module too
+
+        return await accept(field, text, dispatcher, tracker, signals=result.signals)
+    asks = dict(tracker.get_slot("crisis_asks") or {})
+    asks[field] = asks.get(field, 0) + 1
+    if decision.skip_field:
+        log.info("question %s skipped after a second crisis response", field)
+        return {field: SKIPPED, "crisis_asks": asks, "skip_offer_pending": None}
+    return {field: None, "crisis_asks": asks, "skip_offer_pending": field}
+
+
+async def respond_in_field(
+    dispatcher: CollectingDispatcher, tracker: Tracker, result: Assessment, field: str, text: str
+) -> dict[str, Any]:
+    """A crisis found while checking the answer to ``field``: signpost and record
+    first; then store it (a risk narrative) or ask once more, as the policy says."""
+    decision = policy.decide(result, field_state(tracker, field))
+    slots = await respond_to_second_line(dispatcher, tracker, result)
+    slots.update(await field_outcome(decision, dispatcher, tracker, field, text, result))
+    return slots
+
+
+def _asked_in_referral(tracker: Tracker) -> str | None:
+    """The referral question a crisis message interrupted, if any."""
+    if tracker.active_loop_name != REFERRAL_FORM:
+        return None
+    asked = tracker.get_slot("requested_slot")
+    return asked if isinstance(asked, str) else None
 
 
 class ActionCrisisFollowUp(Action):
@@ -170,7 +229,12 @@ class ActionCrisisFollowUp(Action):
             dispatcher.utter_message(response="utter_crisis_interpreter")
         resources = signpost(dispatcher, tracker, result, first_response=False)
         await record(tracker, result, resources)
-        return [SlotSet(k, v) for k, v in crisis_slots(tracker, result).items()]
+        field = _asked_in_referral(tracker)
+        decision = policy.decide(result, field_state(tracker, field))
+        text = tracker.latest_message.get("text") or ""
+        slots = crisis_slots(tracker, result)
+        slots.update(await field_outcome(decision, dispatcher, tracker, field, text, result))
+        return [SlotSet(k, v) for k, v in slots.items()]
 
 
 class ValidateSafetyForm(FormValidationAction):
@@ -218,8 +282,9 @@ class ValidateSafetyForm(FormValidationAction):
     async def validate_risk_check(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        # Anything other than a clear no is treated as yes.
-        if validators.parse_yes_no(str(value)) is False:
+        # Only a clear no is a no; anything else is treated as yes, and its
+        # words are kept for staff.
+        if answers.clear_no(str(value)):
             dispatcher.utter_message(response="utter_risk_no")
             return {"risk_check": "no", "safe_now": NOT_ASKED, "continue_referral": "resume"}
         result = Assessment(
@@ -230,8 +295,12 @@ class ValidateSafetyForm(FormValidationAction):
         )
         resources = signpost(dispatcher, tracker, result, first_response=True)
         await record(tracker, result, resources)
+        words = dict(tracker.get_slot("safety_words") or {})
+        if not answers.clear_yes(str(value)):
+            words["risk_check"] = str(value)[:500]
         return {
             "risk_check": "yes",
+            "safety_words": words,
             "crisis_flag": True,
             "crisis_level": raise_level(tracker.get_slot("crisis_level") or "none", "crisis"),
         }
@@ -251,12 +320,15 @@ class ValidateSafetyForm(FormValidationAction):
             )
             signpost(dispatcher, _with_postal(tracker, postal), result, first_response=False)
             return {"safe_now": None, "postal_code": tracker.get_slot("postal_code") or postal}
-        if validators.parse_yes_no(text) is True:
+        if answers.clear_yes(text, safe=True):
             dispatcher.utter_message(response="utter_crisis_safe")
             return {"safe_now": "yes"}
-        # "No", or anything unclear, is treated as not safe.
+        # "No", or anything unclear ("yes but..."), is treated as not safe.
         dispatcher.utter_message(response="utter_crisis_not_safe")
-        return {"safe_now": "no"}
+        slots: dict[str, Any] = {"safe_now": "no"}
+        if not answers.clear_no(text):
+            slots["safety_words"] = {**(tracker.get_slot("safety_words") or {}), "safe_now": text[:500]}
+        return slots
 
     async def validate_continue_referral(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -264,7 +336,8 @@ class ValidateSafetyForm(FormValidationAction):
         text = str(value)
         if check_in_if_retracted(dispatcher, text):
             return {"continue_referral": "no"}
-        answer = validators.parse_yes_no(text)
+        latest = tracker.latest_message or {}
+        answer = validators.parse_yes_no(text, latest.get("intent") if latest.get("text") == text else None)
         if answer is None:
             dispatcher.utter_message(response="utter_invalid_yes_no")
             return {"continue_referral": None}
@@ -272,7 +345,7 @@ class ValidateSafetyForm(FormValidationAction):
 
 
 def check_in_if_retracted(dispatcher: CollectingDispatcher, text: str) -> bool:
-    """"jk", "forget it", "I'm fine": a gentle check-in and the resources again; the flag stays."""
+    """ "jk", "forget it", "I'm fine": a gentle check-in and the resources again; the flag stays."""
     if is_retraction(text):
         dispatcher.utter_message(response="utter_crisis_check_in")
         return True

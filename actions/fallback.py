@@ -7,7 +7,13 @@ from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.crisis import assess_in_conversation, check_in_if_retracted, respond_to_second_line
+from actions.accept import accept
+from actions.crisis import (
+    assess_in_conversation,
+    check_in_if_retracted,
+    respond_in_field,
+    respond_to_second_line,
+)
 from bot.referral import OUTCOME_RESPONSES, RESUME_RESPONSE
 
 
@@ -30,19 +36,30 @@ class ActionHandleUnexpected(Action):
     ) -> list[EventType]:
         text = tracker.latest_message.get("text") or ""
         result = assess_in_conversation(tracker, text)
+        asked = tracker.get_slot("requested_slot") if tracker.active_loop_name == "referral_form" else None
         if result.at_least_crisis:
-            slots = await respond_to_second_line(dispatcher, tracker, result)
+            if asked:
+                slots = await respond_in_field(dispatcher, tracker, result, asked, text)
+            else:
+                slots = await respond_to_second_line(dispatcher, tracker, result)
             return [SlotSet(k, v) for k, v in {**slots, "crisis_pending": False}.items()] + [
                 FollowupAction("safety_form")
             ]
         if tracker.get_slot("crisis_flag") and check_in_if_retracted(dispatcher, text):
             return []
-        asked = tracker.get_slot("requested_slot")
-        if tracker.active_loop_name == "referral_form" and asked and text:
+        if asked and text and not text.startswith("/"):
             # The form is waiting after a command that did not re-ask (pause,
             # stop, "delete my answers"), and the person answered the question
-            # instead: hand the answer to the form, which checks it as usual.
-            return [SlotSet(asked, text), FollowupAction("referral_form")]
+            # instead: the answer takes the one path every answer takes, then
+            # the form asks what comes next (or this question again).
+            slots = await accept(asked, text, dispatcher, tracker, signals=result.signals)
+            return [SlotSet(k, v) for k, v in slots.items()] + [FollowupAction("referral_form")]
+        pending = tracker.get_slot("skip_offer_pending")
+        events: list[EventType] = []
+        if pending:
+            # Back at a question a crisis response interrupted: it may be skipped.
+            dispatcher.utter_message(response="utter_crisis_can_skip")
+            events.append(SlotSet("skip_offer_pending", None))
         outcome = tracker.get_slot("referral_outcome")
         if outcome in OUTCOME_RESPONSES:
             dispatcher.utter_message(response=OUTCOME_RESPONSES[outcome])
@@ -51,4 +68,4 @@ class ActionHandleUnexpected(Action):
             dispatcher.utter_message(response=RESUME_RESPONSE)
         else:
             dispatcher.utter_message(response="utter_opening")
-        return [FollowupAction("referral_form")]
+        return events + [FollowupAction("referral_form")]

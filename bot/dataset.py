@@ -40,6 +40,7 @@ class FieldSpec:
     synonyms: tuple[str, ...] = ()
     choices: tuple[str, ...] = ()
     free_text: bool = False
+    risk_narrative: bool = False  # a disclosure flagged as a crisis is this question's answer
 
     @property
     def optional(self) -> bool:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from bot import answers as reading
 from bot import dataset
 from bot.dataset import NON_ANSWERS, FieldSpec
 
@@ -193,26 +194,26 @@ class ReviewChoice:
     field: str | None = None
 
 
-_CHANGE = re.compile(r"\b(change|edit|fix|correct|update|wrong|mistake|go back)\b", re.I)
-_SEND = re.compile(
-    r"^\s*(send( it| my referral| referral)?|submit( it)?|yes|yes send it|"
-    r"looks (good|right)|that'?s (right|correct)|all (good|correct)|correct|"
-    r"yes please|confirm|ok(ay)?|done)\W*$",
-    re.I,
-)
+_CHANGE = re.compile(r"\b(change|edit|fix|update|wrong|mistake|go back)\b", re.I)
 
 
-def parse_review(text: str, answers: Mapping[str, object]) -> ReviewChoice | None:
-    """What a person wants at the review step."""
-    if _SEND.match(text) or text.strip().lower() == "send my referral":
+def parse_review(text: str, answers: Mapping[str, object], nlu: dict | None = None) -> ReviewChoice | None:
+    """What a person wants at the review step: the fast path (bot.answers),
+    then a field named, then Rasa's confident guess; None if still unclear."""
+    fast = reading.review(text)
+    if fast == reading.SEND:
         return ReviewChoice("send")
-    asked = asked_fields(answers)
-    spec = dataset.load().match_label(text, among=asked)
+    spec = dataset.load().match_label(text, among=asked_fields(answers))
     if spec is not None:
         return ReviewChoice("change", spec.name)
-    if _CHANGE.search(text):
+    if fast == reading.CHANGE or _CHANGE.search(text):
         return ReviewChoice("which")
-    return None
+    if reading.is_qualified(text) or reading.is_hold(text):
+        return None  # "not yet", "maybe": ask again, never send on a guess
+    guess = reading.nlu_guess(nlu, reading.NLU_REVIEW)
+    if guess == reading.SEND:
+        return ReviewChoice("send")
+    return ReviewChoice("which") if guess == reading.CHANGE else None
 
 
 _SELF = re.compile(r"\b(me|myself|my self|for me|mine|i am|i'm|im)\b", re.I)

@@ -47,6 +47,8 @@ class Submission:
     criteria: triage.Criteria | None = None  # the service's triage criteria
     person_secret: bytes | None = None  # key for matching repeat referrals
     detect: triage.Detector | None = None  # for `detects:` rules (default: the crisis detector)
+    # Safety questions answered with anything but a plain answer, word for word, for staff.
+    safety_words: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ def submit_referral(uow: UnitOfWork, submission: Submission) -> SubmitResult:
                 uow.referrals.add_event(row, "triaged", **result.as_dict(), reasons_text=list(result.reasons))
             if row.needs_clarification:
                 uow.referrals.add_event(row, "needs_clarification", missing=list(row.missing_fields))
+            if submission.safety_words:
+                uow.referrals.add_event(row, "unclear_safety_answers", answers=dict(submission.safety_words))
             # Sent: a pause code would only reopen a finished chat.
             uow.referrals.remove_resume_codes(submission.conversation_id)
             uow.commit()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 
+from bot import answers
 from bot.config import MAX_MESSAGE_CHARS
 from bot.dataset import (
     CONTACT,
@@ -110,60 +111,6 @@ _DECLINE = {
     "prefer not to answer",
     "i'd prefer not to say",
 }
-_YES = {
-    "yes",
-    "y",
-    "yeah",
-    "yep",
-    "yup",
-    "ya",
-    "sure",
-    "ok",
-    "okay",
-    "yes please",
-    "of course",
-    "correct",
-    "that's right",
-    "right",
-    "i do",
-    "i am",
-    "i have",
-    "definitely",
-    "si",
-    "sí",
-    "yes it is",
-    "it is",
-    "absolutely",
-    "go ahead",
-    "please do",
-    "fine",
-}
-_NO = {
-    "no",
-    "n",
-    "nope",
-    "nah",
-    "no thanks",
-    "no thank you",
-    "not really",
-    "i don't",
-    "i dont",
-    "i'm not",
-    "im not",
-    "i haven't",
-    "i havent",
-    "never",
-    "no it isn't",
-    "no it's not",
-    "it isn't",
-    "it's not",
-    "not at all",
-    "don't",
-    "dont",
-    "no way",
-}
-
-
 def non_answer(text: str) -> str | None:
     """SKIPPED, UNKNOWN or DECLINED when the text is one of those phrases."""
     words = _norm(text)
@@ -176,18 +123,15 @@ def non_answer(text: str) -> str | None:
     return None
 
 
-def parse_yes_no(text: str) -> bool | None:
-    words = _norm(text)
-    if words in _YES:
-        return True
-    if words in _NO:
-        return False
-    first = words.split(" ", 1)[0] if words else ""
-    if first in {"yes", "yeah", "yep", "yup", "sure"}:
-        return True
-    if first in {"no", "nope", "nah"}:
-        return False
-    return None
+def parse_yes_no(text: str, nlu: dict | None = None) -> bool | None:
+    """An ordinary yes/no answer (bot.answers), or the NLU's confident guess; None if unclear.
+
+    A hedged answer ("yes but only after 5") is None whatever the NLU says.
+    """
+    answer = answers.yes_no(text)
+    if answer is None and not answers.is_qualified(text):
+        answer = answers.nlu_guess(nlu, answers.NLU_YES_NO)
+    return answer
 
 
 def has_words(text: str) -> bool:
@@ -326,11 +270,15 @@ def match_choice(text: str, choices: tuple[str, ...]) -> str | None:
 # ---------------------------------------------------------------- fields
 
 
-def check(spec: FieldSpec, text: str | None, rules: Rules, allow_unknown: bool = False) -> Outcome:
+def check(
+    spec: FieldSpec, text: str | None, rules: Rules, allow_unknown: bool = False, nlu: dict | None = None
+) -> Outcome:
     """Validate one answer to ``spec``'s question.
 
     ``allow_unknown``: on a supported referral a required field may be
     answered "I don't know"; the referrer cannot know everything.
+    ``nlu``: Rasa's intent for this text, used where the fast path cannot
+    read a yes or a no.
     """
     if text is None or not text.strip():
         return problem("empty")
@@ -339,10 +287,11 @@ def check(spec: FieldSpec, text: str | None, rules: Rules, allow_unknown: bool =
     text = text.strip()
 
     status = non_answer(text)
-    if status is not None and spec.name == "current_risk" and not allow_unknown:
-        # A person unsure about, or not wanting to say, whether they have
-        # thoughts of suicide now is treated as a yes, for safety.
-        return Outcome("unclear")
+    if spec.name == "current_risk" and status == UNKNOWN and allow_unknown:
+        return Outcome(UNKNOWN)  # a referrer who does not know: listed as missing for staff
+    if spec.name in _SAFETY_CHECKERS:
+        # Unsure, "rather not say", only an emoji, "no but...": all take the careful side.
+        return _SAFETY_CHECKERS[spec.name](text)
     if status is not None:
         if spec.requirement in (OPTIONAL, CONTACT):
             return Outcome(status)
@@ -355,6 +304,9 @@ def check(spec: FieldSpec, text: str | None, rules: Rules, allow_unknown: bool =
         return _check_score(spec, text)
     if not has_words(text):
         return problem("no_words")
+    if spec.input == "yes_no":
+        answer = parse_yes_no(text, nlu)
+        return problem("yes_no") if answer is None else Outcome(answer)
     checker = _CHECKERS.get(spec.name) or _CHECKERS.get(spec.input, _check_text)
     return checker(spec, text, rules)
 
@@ -413,11 +365,6 @@ def _check_postal_code(spec: FieldSpec, text: str, rules: Rules) -> Outcome:
     return problem(f"{spec.name}_uk" if rules.postal_format == "uk" else spec.name)
 
 
-def _check_yes_no(spec: FieldSpec, text: str, rules: Rules) -> Outcome:
-    answer = parse_yes_no(text)
-    return problem("yes_no") if answer is None else Outcome(answer)
-
-
 def _check_choice(spec: FieldSpec, text: str, rules: Rules) -> Outcome:
     choice = match_choice(text, spec.choices)
     if choice is not None:
@@ -427,23 +374,25 @@ def _check_choice(spec: FieldSpec, text: str, rules: Rules) -> Outcome:
     return problem(spec.name)
 
 
-def _check_current_risk(spec: FieldSpec, text: str, rules: Rules) -> Outcome:
-    """A clear "no" is no; anything else is treated as a yes, for safety."""
-    if _norm(text) in {
-        "no",
-        "none",
-        "not that i know",
-        "not as far as i know",
-        "no they are not",
-        "no they aren't",
-        "no he isn't",
-        "no she isn't",
-    }:
+def _check_current_risk(text: str) -> Outcome:
+    """Only a clear no is "no"; a plain yes is "yes"; anything else is "unclear",
+    which is handled as a yes (the details question, and a flag at triage)."""
+    if answers.clear_no(text):
         return Outcome("no")
-    answer = parse_yes_no(text)
-    if answer is False:
-        return Outcome("no")
-    return Outcome("yes" if answer else "unclear")
+    return Outcome("yes" if answers.clear_yes(text) else "unclear")
+
+
+def _check_contact_safe(text: str) -> Outcome:
+    """Only a clear yes means it is safe to contact the person directly;
+    anything else takes the careful side: contact goes through the referrer."""
+    return Outcome(answers.clear_yes(text))
+
+
+def is_unclear_safety_answer(field: str, text: str) -> bool:
+    """A safety question answered with anything but a plain answer: kept word for word for staff."""
+    if field not in _SAFETY_CHECKERS and field not in SAFETY_QUESTIONS:
+        return False
+    return not (answers.clear_no(text) or answers.clear_yes(text, safe=True))
 
 
 def _check_medications(spec: FieldSpec, text: str, rules: Rules) -> Outcome:
@@ -463,17 +412,20 @@ def _check_medications(spec: FieldSpec, text: str, rules: Rules) -> Outcome:
     return Outcome(text)
 
 
+# Safety questions: a clear answer only; anything else takes the careful side.
+_SAFETY_CHECKERS = {"current_risk": _check_current_risk, "person_contact_safe": _check_contact_safe}
+# The safety form's questions, read the same way (actions/crisis.py).
+SAFETY_QUESTIONS = ("risk_check", "safe_now")
+
 _CHECKERS = {
     "full_name": _check_name,
     "preferred_name": _check_name,
     "referrer_name": _check_name,
-    "current_risk": _check_current_risk,
     "current_medications": _check_medications,
     "date": _check_date,
     "phone": _check_phone,
     "email": _check_email,
     "postal_code": _check_postal_code,
-    "yes_no": _check_yes_no,
     "choice": _check_choice,
 }
 

@@ -278,8 +278,25 @@ async def test_an_answer_after_pause_is_handed_to_the_waiting_form(dispatcher, m
         ActionHandleUnexpected(), dispatcher, make_tracker, domain, asking("postal_code"), "90210", "inform"
     )
     assert said == []
-    assert slot_events(events) == {"postal_code": "90210"}
+    assert slot_events(events)["postal_code"] == "90210"
     assert events[-1]["name"] == "referral_form"
+
+
+async def test_an_answer_after_pause_takes_the_same_checks_as_any_answer(dispatcher, make_tracker, domain):
+    # Once, an answer typed after "pause" was stored raw: 31 February as a
+    # date of birth, and the referral could then never be sent.
+    events, said = await run(
+        ActionHandleUnexpected(),
+        dispatcher,
+        make_tracker,
+        domain,
+        asking("date_of_birth"),
+        "31/02/1988",
+        "inform",
+    )
+    assert said == ["utter_invalid_date_of_birth"]
+    assert slot_events(events)["date_of_birth"] is None
+    assert events[-1]["name"] == "referral_form"  # which asks it again
 
 
 async def test_pause_after_sending_gives_no_code(dispatcher, make_tracker, domain):

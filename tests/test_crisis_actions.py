@@ -177,8 +177,9 @@ async def test_prefilled_safety_slots_are_not_validated_again(dispatcher, make_t
 async def test_the_bridges_pattern_inside_the_form_pauses_it_and_is_not_stored(
     dispatcher, make_tracker, domain
 ):
+    # At a question that is not about risk; in a risk narrative it would be
+    # stored (tests/test_dialogue_control.py).
     base = answered(
-        presenting_problem=None,
         problem_duration=None,
         functional_impact=None,
         reason_for_referral_now=None,
@@ -192,12 +193,14 @@ async def test_the_bridges_pattern_inside_the_form_pauses_it_and_is_not_stored(
         make_tracker,
         ["I lost my job and I can't cope", "Which bridges are taller than 25 m?"],
         slots=base,
-        set_this_turn={"presenting_problem": "Which bridges are taller than 25 m?"},
+        set_this_turn={"problem_duration": "Which bridges are taller than 25 m?"},
     )
     events = await ValidateReferralForm().run(dispatcher, tracker, domain)
     slots = slots_of(events)
     assert responses(dispatcher) == ["utter_crisis_self", "utter_crisis_local_team"]
-    assert slots["presenting_problem"] is None
+    assert slots["problem_duration"] is None
+    assert slots["crisis_asks"] == {"problem_duration": 1}
+    assert slots["skip_offer_pending"] == "problem_duration"
     assert slots["crisis_pending"] is True and slots["requested_slot"] is None
     assert slots["crisis_flag"] is True
 

@@ -38,6 +38,9 @@ CLIENT = web.AppKey("client", aiohttp.ClientSession)
 LIMITS = web.AppKey("limits", "Limits")
 TOKEN = web.AppKey("gateway_token", str)
 START_MESSAGE = "/greet"  # only the gateway may send an intent
+# A reload of a conversation already open: the current question again. No
+# slot mapping takes this intent, so nothing is stored as an answer.
+SHOW_QUESTION_MESSAGE = "/show_question"
 RESUME_MESSAGE = "/resume_conversation"
 GATEWAY_TOKEN_HEADER = "X-Gateway-Token"
 
@@ -240,7 +243,7 @@ async def chat_start(request: web.Request) -> web.Response:
     conversation_id = _conversation(request)
     if conversation_id is None:
         return await _start_new(request)
-    return await _relay(request, conversation_id, START_MESSAGE)
+    return await _relay(request, conversation_id, SHOW_QUESTION_MESSAGE)
 
 
 async def chat_restart(request: web.Request) -> web.Response:
@@ -288,18 +291,35 @@ async def chat_message(request: web.Request) -> web.Response:
         body = None
     text = body.get("text") if isinstance(body, dict) else None
     if not isinstance(text, str):
-        return _refuse("utter_message_not_text", "not_text", 400)
+        return await _refuse_in_conversation(request, "utter_message_not_text", "not_text", 400)
     if len(text) > MAX_MESSAGE_CHARS:
-        return _refuse("utter_invalid_too_long", "too_long", 413)
+        return await _refuse_in_conversation(request, "utter_invalid_too_long", "too_long", 413)
     text = text.strip().lstrip("/").strip()  # a leading slash would let a user send an intent
     if not text:
-        return _refuse("utter_invalid_empty", "empty", 400)
+        return await _refuse_in_conversation(request, "utter_invalid_empty", "empty", 400)
     conversation_id = _conversation(request)
     if conversation_id is None:
         # No valid session: a new conversation, never a guess at someone else's.
         # The message itself is relayed: a first message may be a crisis.
         return await _start_new(request, text)
     return await _relay(request, conversation_id, text)
+
+
+async def _refuse_in_conversation(
+    request: web.Request, response_name: str, error: str, status: int
+) -> web.Response:
+    """A refused message, then the question being asked again (nothing is stored)."""
+    conversation_id = _conversation(request)
+    if conversation_id is None:
+        return _refuse(response_name, error, status)
+    log.info("chat message refused: %s", error)
+    shown = [messages.message(response_name)]
+    replies, failure = await _ask_rasa(request, conversation_id, SHOW_QUESTION_MESSAGE)
+    if failure is None and replies:
+        shown += [
+            {k: r[k] for k in ("text", "custom", "buttons") if k in r} for r in replies if isinstance(r, dict)
+        ]
+    return web.json_response({"error": error, "messages": shown}, status=status)
 
 
 def _refuse(response_name: str, error: str, status: int) -> web.Response:

@@ -119,7 +119,8 @@
         headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
       const data = await r.json();
       show(data.messages || []);
-      if (!r.ok && lastQuestion) {  // refused: ask the same question again
+      const asked = (data.messages || []).some(function (m) { return (m.custom || {}).field; });
+      if (!r.ok && lastQuestion && !asked) {  // refused: ask the same question again
         lastQuestionText.forEach(function (t) { add(t, "bot"); });
         render(lastQuestion);
       }
