@@ -24,7 +24,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.crisis import respond_to_second_line
 from actions.settings import rules as _rules
 from actions.settings import settings as _settings
-from bot import dataset, measures, referral, services, triage, validators
+from bot import dataset, measures, outbox, referral, services, triage, validators
 from bot.crisis import assess
 from bot.crisis.types import Assessment
 from bot.dataset import NON_ANSWERS, SKIPPED
@@ -41,6 +41,7 @@ SUBMIT_RETRY_DELAY = 0.5
 SHOW_CHOICES_AFTER = 2
 OFFER_PERSON_AFTER = 3
 SAFETY_WORDS_CHARS = 500
+EARLIER_CRISIS_METADATA = "crisis_earlier"  # set by the gateway (bot/web/app.py)
 
 
 async def accept(
@@ -273,10 +274,13 @@ async def _submit(dispatcher: CollectingDispatcher, tracker: Tracker) -> dict[st
         person_secret=_settings()[0].person_key_secret(),
         detect=_answer_signals(tracker),
         safety_words=dict(tracker.get_slot("safety_words") or {}),
+        earlier_crisis=_earlier_crisis(tracker),
     )
     uow = UnitOfWork(_settings()[0].database_url)
     for attempt in range(SUBMIT_ATTEMPTS):
         try:
+            # Crisis events kept while the store was down count for this referral.
+            await asyncio.to_thread(outbox.flush, uow, _settings()[0].var_dir)
             result = await asyncio.to_thread(services.submit_referral, uow, submission)
             break
         except StoreUnavailable as err:
@@ -338,6 +342,16 @@ def _signpost_carer_support(dispatcher: CollectingDispatcher) -> None:
             carer_line_call=line.call,
             carer_line_hours=line.hours,
         )
+
+
+def _earlier_crisis(tracker: Tracker) -> bool:
+    """The gateway marks each message from a browser that was shown crisis
+    wording in an earlier chat (its signed cookie), in the message metadata."""
+    return any(
+        (e.get("metadata") or {}).get(EARLIER_CRISIS_METADATA)
+        for e in tracker.events
+        if e.get("event") == "user"
+    )
 
 
 def _text(value: Any) -> str:

@@ -24,11 +24,10 @@ from rasa_sdk.forms import FormValidationAction
 from rasa_sdk.types import DomainDict
 
 from actions.settings import settings as _settings
-from bot import answers, dataset, services, validators
+from bot import answers, dataset, outbox, validators
 from bot.crisis import RANK, Assessment, assess, is_retraction, policy, raise_level, routing
 from bot.crisis import directory as crisis_directory
 from bot.dataset import SKIPPED
-from bot.store.db import StoreUnavailable
 from bot.store.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -81,6 +80,9 @@ def signpost(
     who = routing.audience(result)
     postal = tracker.get_slot("postal_code")
     payload = routing.payload(result, directory(), postal if isinstance(postal, str) else None)
+    # This server records every crisis it signposts (record(), with the
+    # outbox); the gateway records the ones whose payload lacks this mark.
+    payload["crisis"]["recorded"] = True
     resources = payload["crisis"]["resources"]
     if who is None or who == "ask":
         return []
@@ -101,27 +103,24 @@ def signpost(
 
 
 async def record(tracker: Tracker, result: Assessment, resources: list[dict]) -> None:
-    """Store the crisis event (no message text). Failure never blocks signposting."""
+    """Store the crisis event (no message text); if the store is down or slow,
+    it goes to the outbox (bot/outbox.py). Never blocks signposting for long."""
     from bot.crisis.patterns import versions
 
-    uow = UnitOfWork(_settings()[0].database_url)
+    current = _settings()[0]
     version = ",".join(f"{k}:{v}" for k, v in versions().items())
+    item = outbox.event(
+        tracker.sender_id, result.level, result.subject, list(result.categories), resources, version
+    )
+    await asyncio.to_thread(outbox.put, current.var_dir, item)  # on disk before anything else
     try:
         await asyncio.wait_for(
-            asyncio.to_thread(
-                services.record_crisis_event,
-                uow,
-                tracker.sender_id,
-                result.level,
-                result.subject,
-                list(result.categories),
-                resources,
-                version,
-            ),
+            asyncio.to_thread(outbox.flush, UnitOfWork(current.database_url), current.var_dir),
             timeout=RECORD_TIMEOUT,
         )
-    except (StoreUnavailable, asyncio.TimeoutError) as err:
-        log.error("crisis event not recorded (%s); signposting was shown", type(err).__name__)
+    except asyncio.TimeoutError:
+        # The event is already in the outbox; the store is too slow to wait for.
+        log.error("crisis event kept in the outbox: the referral store did not answer in time")
 
 
 def crisis_slots(tracker: Tracker, result: Assessment) -> dict[str, Any]:

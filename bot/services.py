@@ -49,6 +49,8 @@ class Submission:
     detect: triage.Detector | None = None  # for `detects:` rules (default: the crisis detector)
     # Safety questions answered with anything but a plain answer, word for word, for staff.
     safety_words: Mapping[str, str] = field(default_factory=dict)
+    # Crisis wording was shown in an earlier chat from this browser (its signed marker).
+    earlier_crisis: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ def _triage(uow: UnitOfWork, row: Referral, submission: Submission, crisis: bool
         missing=list(row.missing_fields or []),
         earlier_referrals=earlier,
         detect=submission.detect,
+        earlier_crisis=submission.earlier_crisis,
     )
     row.person_key = key
     row.urgency_band = result.band
@@ -173,6 +176,7 @@ def record_crisis_event(
     categories: list[str],
     resources: list[dict],
     detector_version: str = "",
+    at: dt.datetime | None = None,
 ) -> bool:
     """Record that crisis signposting was shown; move a referral already sent from
     this conversation to the emergency band. Returns whether a referral was flagged.
@@ -186,6 +190,7 @@ def record_crisis_event(
                 categories=list(categories),
                 resources=[r.get("name") for r in resources],
                 detector_version=detector_version,
+                **({"at": at} if at is not None else {}),
             )
         )
         existing = uow.referrals.by_conversation(conversation_id)

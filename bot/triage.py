@@ -288,13 +288,16 @@ def assess(
     missing: Sequence[str] = (),
     earlier_referrals: int = 0,
     detect: Detector | None = None,
+    earlier_crisis: bool = False,
 ) -> Result:
     """The band, pathway and reasons for one referral. Same input, same result.
 
     ``missing`` is the route's minimum information without a value;
     ``earlier_referrals`` how many referrals of the same person arrived in
     the last 12 weeks; ``detect`` answers `detects` conditions (the action
-    server passes what the NLU component found in each answer).
+    server passes what the NLU component found in each answer);
+    ``earlier_crisis``: crisis wording was shown in an earlier chat from the
+    same browser (then "start again" or "delete my answers"): same day at least.
     """
     reasons: list[str] = []
     fired: list[str] = []
@@ -303,6 +306,10 @@ def assess(
         band = "emergency"
         reasons.append("Crisis support was given in the conversation; handed to the crisis route.")
         fired.append("crisis_in_conversation")
+    elif earlier_crisis:
+        band = "same_day"
+        reasons.append("Crisis support was given in an earlier chat from the same browser; review today.")
+        fired.append("crisis_in_earlier_chat")
     for rule in criteria.red_flags + criteria.priority_rules:
         if matches(rule.when, answers, detect):
             reasons.append(rule.reason)

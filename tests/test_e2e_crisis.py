@@ -45,19 +45,21 @@ def test_a_crisis_in_the_first_message(stack):
 def test_a_crisis_as_a_form_answer_is_not_stored_and_the_referral_is_flagged(stack):
     answers = dict(PERSONA["answers"])
     client = ChatClient(stack.web_url)
-    reply = play(client, answers, stop_at="presenting_problem")
+    # At a question that is not about risk (in one that is, the disclosure is
+    # the answer: tests/test_e2e_dialogue.py).
+    reply = play(client, answers, stop_at="functional_impact")
     reply = client.say("I don't want to live anymore")
     assert crisis_of(reply)["level"] == "crisis"
     assert reply.question["field"] == "safe_now"
     reply = client.say("yes")
     assert reply.question["field"] == "continue_referral"
     reply = client.say("yes")
-    assert reply.question["field"] == "presenting_problem"  # asked again, nothing stored
+    assert reply.question["field"] == "functional_impact"  # asked again, nothing stored
     reply = play(client, answers, first=reply)
     reply = client.say("send")
     reference = reply.submitted["reference"]
     [record] = [r for r in exported(stack) if r["reference"] == reference]
-    assert record["presenting_problem"] == answers["presenting_problem"]
+    assert record["functional_impact"] == answers["functional_impact"]
     assert record["crisis_flag"] is True and record["urgency_band"] == "emergency"
 
 
@@ -154,14 +156,14 @@ def _stored(stack, client, reply) -> dict:
             "911",
         ),
         (
-            "presenting_problem",
+            "functional_impact",
             "my son texted me goodbye an hour ago and drove off, he isn't picking up",
             "crisis",  # the carer response is one, with its 911 line, at any level
             "other",
             "about someone else",
         ),
         (
-            "presenting_problem",
+            "functional_impact",
             "ya no le encuentro sentido a seguir aquí, ojalá no despertar",
             "crisis",
             "self",
@@ -189,14 +191,14 @@ def test_a_crisis_in_words_no_pattern_lists_is_signposted_first_and_not_stored(
 
 def test_a_risk_message_in_french_gets_the_crisis_response_and_the_interpreter_line(stack):
     client = ChatClient(stack.web_url)
-    play(client, PERSONA["answers"], stop_at="presenting_problem")
+    play(client, PERSONA["answers"], stop_at="functional_impact")
     text = "je n'en peux plus de cette vie, je voudrais m'endormir et ne jamais me réveiller"
     reply = client.say(text)
     assert crisis_of(reply)["level"] in ("crisis", "imminent")
     assert "988" in reply.texts[0]
     assert any("interpreter" in t for t in reply.texts[1:])
     reply = _through_the_safety_questions(client, reply)
-    assert reply.question["field"] == "presenting_problem"
+    assert reply.question["field"] == "functional_impact"
     assert text not in json.dumps(_stored(stack, client, reply), ensure_ascii=False)
 
 
@@ -256,7 +258,10 @@ def test_signposting_works_with_the_referral_service_and_the_database_stopped(tr
         assert "911" in texts[0] and "988" in texts[0]
         assert any("crisis" in m.get("custom", {}) for m in messages)
         assert any(m.get("custom", {}).get("field") == "safe_now" for m in messages)
-        assert "crisis event not recorded" in (tmp_path / "actions.log").read_text()
+        # Not recorded in the store, which is down: kept in the outbox for when it is back.
+        from bot import outbox
+
+        assert [e["conversation_id"] for e in outbox.pending(tmp_path)] == ["db-down"]
     finally:
         for process in running:
             process.terminate()

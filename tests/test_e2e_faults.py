@@ -132,6 +132,43 @@ def test_with_the_action_server_stopped_crisis_help_still_shows_and_the_rest_is_
     assert again.question["field"] not in client.asked[:-1]
     record = finish(client, again, cluster)
     assert record["phone"] == "+14155552671"
+    # The crisis was shown while the action server was down: it still counts.
+    assert record["crisis_flag"] is True and record["urgency_band"] == "emergency"
+    assert crisis_events(cluster, client)
+
+
+def crisis_events(cluster, client) -> list[dict]:
+    from bot import services
+    from bot.store.unit_of_work import UnitOfWork
+
+    conversation = next(c.value for c in client.jar if c.name == "ra_session").split(".")[0]
+    return services.crisis_events(UnitOfWork(cluster.settings.database_url), conversation)
+
+
+def test_with_the_referral_store_down_a_crisis_is_kept_and_counts_when_it_is_back(cluster):
+    from bot import outbox
+
+    client = Recording(cluster.web_url)
+    # At a question about risk, so the disclosure is its answer and nothing is asked twice.
+    play(client, ANSWERS, stop_at="presenting_problem")
+    database = cluster.settings.database_url.removeprefix("sqlite:///")
+    lock = sqlite3.connect(database, isolation_level=None, timeout=1)
+    lock.execute("BEGIN EXCLUSIVE")  # nobody can write to the referral store
+    try:
+        reply = client.say("I am going to kill myself tonight")
+        assert "crisis" in reply.messages[0].get("custom", {})  # the crisis response first
+        assert "988" in reply.texts[0]
+        assert outbox.pending(cluster.settings.var_dir)  # kept, not lost
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    for _ in range(3):  # the safety questions
+        if reply.question and reply.question["field"] in ("safe_now", "continue_referral"):
+            reply = client.say("yes")
+    record = finish(client, reply, cluster)
+    assert record["crisis_flag"] is True and record["urgency_band"] == "emergency"
+    assert crisis_events(cluster, client)
+    assert outbox.pending(cluster.settings.var_dir) == []
 
 
 def test_a_locked_tracker_database_loses_nothing_and_asks_nothing_twice(cluster):

@@ -10,7 +10,9 @@ detector found nothing becomes `risk_check`; an unsure guess becomes `inform`.
 The assessment goes into the parse data (`crisis`), where the action server
 reads the semantic layer's result instead of loading the encoder itself.
 
-It also adds two entities that fill slots before any response is chosen:
+It also adds entities that fill slots before any response is chosen:
+`crisis_flag` (true at crisis or above: the sticky flag, set by Rasa itself,
+so it holds with the action server down), and
 `crisis_language` (es or en, on crisis messages, so the crisis response comes
 in that language; other languages get the English wording and, from the
 follow-up action, the line about interpreters) and `service_profile` (us or uk, from the service
@@ -30,7 +32,7 @@ from rasa.shared.nlu.constants import ENTITIES, INTENT, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from bot.crisis import assess, routing, warm_up
+from bot.crisis import assess, policy, routing, warm_up
 from bot.crisis.types import RANK
 from bot.nlu.commands import set_intent
 
@@ -85,9 +87,9 @@ class CrisisDetector(GraphComponent):
         result = assess(text)
         message.set("crisis", result.as_dict(), add_to_output=True)
         current = message.get(INTENT) or {}
-        who = routing.audience(result)
-        if who is not None:
-            set_intent(message, routing.INTENTS[who])
+        decision = policy.decide(result)
+        if decision.is_crisis:
+            set_intent(message, decision.intent)
         elif current.get("name") in routing.CRISIS_INTENTS:
             # The intent classifier is a layer too: its confident crisis guess,
             # where the detector found nothing, is a reason to ask directly. Its
@@ -100,10 +102,14 @@ class CrisisDetector(GraphComponent):
             wording = result.language if result.language in routing.RESPONSE_LANGUAGES else "en"
             entities.append(_entity("crisis_language", wording, text))
         entities.append(_entity("service_profile", self.profile, text))
+        if decision.flagged:
+            # Fills the sticky crisis_flag slot in Rasa itself (a from_entity
+            # mapping), so it holds even when the action server is down.
+            entities.append(_entity("crisis_flag", True, text))
         message.set(ENTITIES, entities, add_to_output=True)
 
 
-def _entity(name: str, value: str, text: str) -> dict:
+def _entity(name: str, value: object, text: str) -> dict:
     return {
         "entity": name,
         "value": value,

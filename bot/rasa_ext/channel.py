@@ -67,7 +67,9 @@ class GatewayInput(InputChannel):
             if not isinstance(sender, str) or not isinstance(text, str):
                 return response.json({"error": "bad_request"}, status=400)
             collector = CollectingOutputChannel()
-            message = UserMessage(text, collector, sender, input_channel=self.name())
+            # Only the gateway's own markers ride along (crisis_earlier); nothing a person wrote.
+            metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else None
+            message = UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata)
             try:
                 await asyncio.wait_for(on_new_message(message), timeout=self.deadline)
             except asyncio.TimeoutError:

@@ -21,8 +21,9 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from bot import crisis, resume, retention, transcripts
+from bot import crisis, outbox, resume, retention, transcripts
 from bot.config import MAX_MESSAGE_CHARS, ServiceConfig, Settings
+from bot.crisis import policy
 from bot.store.db import StoreUnavailable
 from bot.store.unit_of_work import UnitOfWork
 from bot.web import desk, messages, session
@@ -43,6 +44,8 @@ START_MESSAGE = "/greet"  # only the gateway may send an intent
 SHOW_QUESTION_MESSAGE = "/show_question"
 RESUME_MESSAGE = "/resume_conversation"
 GATEWAY_TOKEN_HEADER = "X-Gateway-Token"
+RECORD_TIMEOUT = 3.0
+OUTBOX_FLUSH_EVERY = 60.0
 
 
 class Limits:
@@ -126,11 +129,20 @@ async def _purge_transcripts(app: web.Application):
                 log.error("transcript purge failed: %s", type(err).__name__)
             await asyncio.sleep(retention.PURGE_EVERY)
 
-    task = asyncio.create_task(loop())
+    async def flush_outbox():
+        while True:
+            try:
+                await asyncio.to_thread(outbox.flush, UnitOfWork(settings.database_url), settings.var_dir)
+            except Exception as err:  # noqa: BLE001 - try again later; the type alone is logged
+                log.error("crisis outbox flush failed: %s", type(err).__name__)
+            await asyncio.sleep(OUTBOX_FLUSH_EVERY)
+
+    tasks = [asyncio.create_task(loop()), asyncio.create_task(flush_outbox())]
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @web.middleware
@@ -331,12 +343,12 @@ async def _relay(request: web.Request, conversation_id: str, text: str) -> web.R
     limits = request.app[LIMITS]
     if not limits.allow(conversation_id):
         log.info("chat message refused: rate")
-        return await _cannot_answer(request, text, "rate_limited", "utter_busy", 429)
+        return await _cannot_answer(request, conversation_id, text, "rate_limited", "utter_busy", 429)
     try:
         await asyncio.wait_for(limits.in_flight.acquire(), timeout=limits.queue_wait)
     except asyncio.TimeoutError:
         log.warning("chat message refused: busy")
-        return await _cannot_answer(request, text, "busy", "utter_busy", 503)
+        return await _cannot_answer(request, conversation_id, text, "busy", "utter_busy", 503)
     try:
         replies, failure = await _ask_rasa(request, conversation_id, text)
     finally:
@@ -347,25 +359,46 @@ async def _relay(request: web.Request, conversation_id: str, text: str) -> web.R
         log.warning("rasa relay failed: %s", failure)
         actions = f"{request.app[SETTINGS].action_url}/health"
         if failure == "empty reply" and not await _reachable(request.app[CLIENT], actions):
-            return await _cannot_answer(request, text, "actions_unavailable", "utter_actions_paused", 503)
-        return await _cannot_answer(request, text, "unavailable", "utter_service_unavailable", 503)
+            return await _cannot_answer(
+                request, conversation_id, text, "actions_unavailable", "utter_actions_paused", 503
+            )
+        return await _cannot_answer(
+            request, conversation_id, text, "unavailable", "utter_service_unavailable", 503
+        )
     out = [
         {key: reply[key] for key in ("text", "custom", "buttons") if key in reply}
         for reply in replies
         if isinstance(reply, dict)
     ]
+    shown = [m["custom"]["crisis"] for m in out if isinstance((m.get("custom") or {}).get("crisis"), dict)]
+    if shown and not any(c.get("recorded") for c in shown):
+        # Rasa showed its fixed crisis wording, but the action server did not
+        # follow it up (down, or failed): the event is recorded here.
+        first = shown[0]
+        await _record_shown(
+            request, conversation_id, first.get("level", "crisis"), first.get("subject", "self")
+        )
     if any((m.get("custom") or {}).get("conversation") == "deleted" for m in out):
-        return await _forget(request, out, conversation_id)
-    return web.json_response({"messages": out})
+        response = await _forget(request, out, conversation_id)
+    else:
+        response = web.json_response({"messages": out})
+    if any(c.get("level") in ("crisis", "imminent") for c in shown):
+        _mark_crisis(request, response)
+    return response
 
 
 async def _ask_rasa(request: web.Request, conversation_id: str, text: str) -> tuple[list | None, str | None]:
     """Rasa's replies to one turn, or why there are none."""
     settings = request.app[SETTINGS]
     try:
+        body: dict = {"sender": conversation_id, "message": text}
+        if session.has_crisis_marker(
+            request.app[SECRET], request.cookies.get(session.CRISIS_COOKIE_NAME), time.time()
+        ):
+            body["metadata"] = {"crisis_earlier": True}
         async with request.app[CLIENT].post(
             f"{settings.rasa_url}/webhooks/gateway/webhook",
-            json={"sender": conversation_id, "message": text},
+            json=body,
             headers={GATEWAY_TOKEN_HEADER: request.app[TOKEN]},
         ) as response:
             if response.status != 200:
@@ -379,18 +412,55 @@ async def _ask_rasa(request: web.Request, conversation_id: str, text: str) -> tu
 
 
 async def _cannot_answer(
-    request: web.Request, text: str, error: str, response_name: str, status: int
+    request: web.Request, conversation_id: str, text: str, error: str, response_name: str, status: int
 ) -> web.Response:
     """Rasa did not answer this message: say so, with crisis numbers, and if the
-    message itself is a crisis, show the crisis response first."""
+    message itself is a crisis, show the crisis response first and record it."""
     shown = [messages.message(response_name)]
+    crisis_shown = False
     if not text.startswith("/"):  # the gateway's own intents are never a person's words
         assessment = await asyncio.to_thread(crisis.assess, text)
-        if assessment.at_least_crisis:
+        if policy.gateway_response(assessment) is not None:
             log.warning("crisis shown by the gateway while the assistant could not answer")
             profile = request.app[SERVICE].postal_format
             shown.insert(0, messages.crisis_message(assessment.level, assessment.subject, profile))
-    return web.json_response({"error": error, "retry": True, "messages": shown}, status=status)
+            await _record_shown(
+                request, conversation_id, assessment.level, assessment.subject, assessment.categories
+            )
+            crisis_shown = True
+    response = web.json_response({"error": error, "retry": True, "messages": shown}, status=status)
+    if crisis_shown:
+        _mark_crisis(request, response)
+    return response
+
+
+async def _record_shown(
+    request: web.Request, conversation_id: str, level: str, subject: str, categories=()
+) -> None:
+    """A crisis event for wording the gateway saw shown: stored, or kept in the outbox."""
+    settings = request.app[SETTINGS]
+    item = outbox.event(conversation_id, level, subject, list(categories), source="gateway")
+    await asyncio.to_thread(outbox.put, settings.var_dir, item)  # on disk before anything else
+    try:
+        await asyncio.wait_for(
+            asyncio.to_thread(outbox.flush, UnitOfWork(settings.database_url), settings.var_dir),
+            timeout=RECORD_TIMEOUT,
+        )
+    except asyncio.TimeoutError:  # already in the outbox; the store is too slow to wait for
+        log.error("crisis event kept in the outbox: the referral store did not answer in time")
+
+
+def _mark_crisis(request: web.Request, response: web.StreamResponse) -> None:
+    """The browser keeps a signed crisis marker through "start again" and "delete"."""
+    response.set_cookie(
+        session.CRISIS_COOKIE_NAME,
+        session.crisis_marker(request.app[SECRET], time.time()),
+        max_age=session.CRISIS_MARKER_DAYS * 86400,
+        httponly=True,
+        samesite="Strict",
+        secure=staff_api.secure(request, request.app[SETTINGS]),
+        path="/",
+    )
 
 
 async def _forget(request: web.Request, out: list[dict], conversation_id: str) -> web.Response:
