@@ -187,8 +187,9 @@ def test_crisis_numbers_are_in_the_opening_and_every_failure_message(domain):
         "utter_if_things_get_worse",
         "utter_consent_declined",
     ):
-        text = domain["responses"][name][0]["text"]
-        assert "988" in text and "911" in text, name
+        for profile, numbers in (("us", ("988", "911")), ("uk", ("116 123", "999"))):
+            [variant] = _shown(domain["responses"][name], {**_initial(domain), "service_profile": profile})
+            assert all(n in variant["text"] for n in numbers), (name, profile)
 
 
 def test_submission_message_carries_the_protocol_payload(domain):
@@ -246,3 +247,48 @@ def test_crisis_text_and_commands_never_captured_as_an_answer(domain):
                     # "skip" is an answer: the validators record it as skipped.
                     expected |= set(COMMANDS) - {"skip"}
                 assert set(mapping["not_intent"]) == expected, name
+
+
+def _initial(domain):
+    return {name: slot.get("initial_value") for name, slot in domain["slots"].items()}
+
+
+def _shown(variants, slots):
+    """The variants Rasa may choose from, given these slot values (its rule: the
+    conditional variants whose every condition holds, else the default ones)."""
+    holds = [
+        v
+        for v in variants
+        if v.get("condition") and all(slots.get(c["name"]) == c["value"] for c in v["condition"])
+    ]
+    return holds or [v for v in variants if not v.get("condition")]
+
+
+def test_the_uk_profile_never_shows_988_or_911(domain):
+    """Every response naming a number follows the service profile, whatever else
+    its variants depend on (wording, language, who the referral is about)."""
+    checked = 0
+    for name, variants in domain["responses"].items():
+        texts = " ".join(v.get("text", "") for v in variants)
+        if "988" not in texts and "911" not in texts:
+            continue
+        states = [_initial(domain)] + [
+            {
+                **_initial(domain),
+                **{c["name"]: c["value"] for c in v.get("condition") or [] if c["name"] != "service_profile"},
+            }
+            for v in variants
+        ]
+        for state in states:
+            for variant in _shown(variants, {**state, "service_profile": "uk"}):
+                assert "988" not in variant["text"] and "911" not in variant["text"], (name, state)
+            for variant in _shown(variants, {**state, "service_profile": "us"}):
+                assert "116 123" not in variant["text"] and "999" not in variant["text"], (name, state)
+        checked += 1
+    assert checked >= 30
+
+
+def test_the_gateways_own_messages_follow_the_profile():
+    for name in messages.GATEWAY_RESPONSES:
+        uk = messages.message(name, "uk")["text"]
+        assert "988" not in uk and "911" not in uk, name

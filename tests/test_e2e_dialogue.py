@@ -28,9 +28,13 @@ SAFETY = ("risk_check", "safe_now", "continue_referral")
 
 
 def crisis_first(reply) -> dict:
-    """The crisis payload, checked to come with the first message of the reply."""
-    assert reply.messages and "crisis" in reply.messages[0].get("custom", {}), reply.messages[:2]
-    return reply.messages[0]["custom"]["crisis"]
+    """The crisis payload, checked to come first: the fixed wording is the first
+    message (its text, then its custom payload, as Rasa sends them)."""
+    first = reply.messages[0].get("text", "")
+    assert "911" in first and ("988" in first or "Hotline" in first), reply.messages[:2]
+    payloads = [m["custom"]["crisis"] for m in reply.messages[:2] if "crisis" in m.get("custom", {})]
+    assert payloads, reply.messages[:2]
+    return payloads[0]
 
 
 def through_safety(client, reply):
@@ -102,7 +106,8 @@ def test_an_ambivalent_answer_to_the_risk_question_asks_for_details_and_is_flagg
     record = send(stack, client, reply)
     assert record["current_risk"] == "unclear"
     assert record["current_risk_details"] == "It comes and goes, mostly at night."
-    assert record["urgency_band"] in ("same_day", "emergency")
+    assert record["urgency_band"] != "routine"  # flagged by the current-risk rule
+    assert any("thoughts of suicide" in r.lower() or "risk" in r.lower() for r in record["triage_reasons"])
 
 
 @pytest.mark.parametrize(

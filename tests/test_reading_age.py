@@ -57,3 +57,26 @@ def test_easy_read_wording_and_explanations_read_at_grade_4_or_below(domain):
     for grade, name, text in scored[:5]:
         print(f"  grade {grade:4.1f}  {name}: {text[:70]!r}")
     assert [(g, n) for g, n, _ in scored if g > MAX_EASY_READ_GRADE] == []
+
+
+MIN_SPANISH_EASE = 70.0  # Fernández-Huerta: 70 or more reads as fairly easy
+
+
+@pytest.mark.scoring
+def test_every_spanish_response_reaches_a_fernandez_huerta_ease_of_70(domain):
+    spanish = [
+        (name, re.sub(r"\{[a-z_]+\}", "eso", variant["text"]))
+        for name, variants in domain["responses"].items()
+        for variant in variants
+        if any(c["name"] == "language" and c["value"] == "es" for c in variant.get("condition", []))
+    ]
+    assert len(spanish) >= 10
+    textstat.set_lang("es")
+    try:
+        scored = sorted((textstat.fernandez_huerta(text), name, text) for name, text in spanish)
+    finally:
+        textstat.set_lang("en_US")
+    print(f"\nSpanish ease (Fernández-Huerta): {len(scored)} responses; the hardest:")
+    for ease, name, text in scored[:5]:
+        print(f"  ease {ease:5.1f}  {name}: {text[:70]!r}")
+    assert [(e, n) for e, n, _ in scored if e < MIN_SPANISH_EASE] == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import deque
@@ -277,7 +278,7 @@ async def chat_resume(request: web.Request) -> web.Response:
         body = None
     code = body.get("code") if isinstance(body, dict) else None
     if not isinstance(code, str) or len(code) > 40:
-        return _refuse("utter_resume_code_unknown", "bad_code", 400)
+        return _refuse(request, "utter_resume_code_unknown", "bad_code", 400)
     settings = request.app[SETTINGS]
     try:
         conversation_id = await asyncio.to_thread(
@@ -286,10 +287,14 @@ async def chat_resume(request: web.Request) -> web.Response:
     except StoreUnavailable as err:
         log.error("resume code lookup failed: %s", err)
         return web.json_response(
-            {"error": "unavailable", "messages": [messages.message("utter_service_error")]}, status=503
+            {
+                "error": "unavailable",
+                "messages": [messages.message("utter_service_error", request.app[SERVICE].postal_format)],
+            },
+            status=503,
         )
     if conversation_id is None:
-        return _refuse("utter_resume_code_unknown", "unknown_code", 404)
+        return _refuse(request, "utter_resume_code_unknown", "unknown_code", 404)
     response = await _relay(request, conversation_id, RESUME_MESSAGE)
     if response.status == 200:
         _with_cookie(request, response, conversation_id)
@@ -323,9 +328,9 @@ async def _refuse_in_conversation(
     """A refused message, then the question being asked again (nothing is stored)."""
     conversation_id = _conversation(request)
     if conversation_id is None:
-        return _refuse(response_name, error, status)
+        return _refuse(request, response_name, error, status)
     log.info("chat message refused: %s", error)
-    shown = [messages.message(response_name)]
+    shown = [messages.message(response_name, request.app[SERVICE].postal_format)]
     replies, failure = await _ask_rasa(request, conversation_id, SHOW_QUESTION_MESSAGE)
     if failure is None and replies:
         shown += [
@@ -334,9 +339,12 @@ async def _refuse_in_conversation(
     return web.json_response({"error": error, "messages": shown}, status=status)
 
 
-def _refuse(response_name: str, error: str, status: int) -> web.Response:
+def _refuse(request: web.Request, response_name: str, error: str, status: int) -> web.Response:
     log.info("chat message refused: %s", error)
-    return web.json_response({"error": error, "messages": [messages.message(response_name)]}, status=status)
+    return web.json_response(
+        {"error": error, "messages": [messages.message(response_name, request.app[SERVICE].postal_format)]},
+        status=status,
+    )
 
 
 async def _relay(request: web.Request, conversation_id: str, text: str) -> web.Response:
@@ -391,6 +399,10 @@ async def _ask_rasa(request: web.Request, conversation_id: str, text: str) -> tu
     """Rasa's replies to one turn, or why there are none."""
     settings = request.app[SETTINGS]
     try:
+        if text.startswith("/"):
+            # The gateway's own intents carry the service profile, so even the
+            # opening names this country's numbers (the slot defaults to us).
+            text = text + json.dumps({"service_profile": request.app[SERVICE].postal_format})
         body: dict = {"sender": conversation_id, "message": text}
         if session.has_crisis_marker(
             request.app[SECRET], request.cookies.get(session.CRISIS_COOKIE_NAME), time.time()
@@ -416,7 +428,7 @@ async def _cannot_answer(
 ) -> web.Response:
     """Rasa did not answer this message: say so, with crisis numbers, and if the
     message itself is a crisis, show the crisis response first and record it."""
-    shown = [messages.message(response_name)]
+    shown = [messages.message(response_name, request.app[SERVICE].postal_format)]
     crisis_shown = False
     if not text.startswith("/"):  # the gateway's own intents are never a person's words
         assessment = await asyncio.to_thread(crisis.assess, text)
@@ -474,7 +486,11 @@ async def _forget(request: web.Request, out: list[dict], conversation_id: str) -
         # Not deleted: say so, and keep the conversation so "delete" can be tried again.
         log.error("could not delete a conversation on request: %s", err)
         return web.json_response(
-            {"error": "unavailable", "messages": [messages.message("utter_delete_failed")]}, status=503
+            {
+                "error": "unavailable",
+                "messages": [messages.message("utter_delete_failed", request.app[SERVICE].postal_format)],
+            },
+            status=503,
         )
     log.info("conversation deleted on request (%d events)", removed)
     response = web.json_response({"messages": out})

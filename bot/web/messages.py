@@ -34,22 +34,27 @@ def _responses() -> dict[str, list[dict]]:
     return domain["responses"]
 
 
-@functools.lru_cache(maxsize=1)
-def load() -> dict[str, str]:
-    return {name: _responses()[name][0]["text"] for name in GATEWAY_RESPONSES}
+@functools.lru_cache(maxsize=4)
+def load(profile: str = "us") -> dict[str, str]:
+    """The gateway's messages in a service profile (us or uk): its numbers."""
+    return {name: _variant(name, profile)["text"] for name in GATEWAY_RESPONSES}
 
 
-def message(name: str) -> dict:
-    return {"text": load()[name]}
+def message(name: str, profile: str = "us") -> dict:
+    return {"text": load(profile)[name]}
+
+
+def _variant(name: str, profile: str) -> dict:
+    """The response's variant for this profile alone, else its default (US English)."""
+    variants = {
+        tuple(sorted((c["name"], c["value"]) for c in variant.get("condition") or [])): variant
+        for variant in _responses()[name]
+    }
+    return variants.get((("service_profile", profile),)) or variants[()]
 
 
 def crisis_message(level: str, subject: str, profile: str) -> dict:
     """The English crisis response for this level and subject in a service profile (us or uk)."""
     name = CRISIS_RESPONSES["imminent" if level == "imminent" else "other" if subject == "other" else "self"]
-    variants = {
-        tuple(sorted((c["name"], c["value"]) for c in variant.get("condition") or [])): variant
-        for variant in _responses()[name]
-    }
-    # The profile's own variant, else the default one (US English).
-    variant = variants.get((("service_profile", profile),)) or variants[()]
+    variant = _variant(name, profile)
     return {"text": variant["text"], "custom": variant["custom"]}

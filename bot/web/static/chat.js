@@ -126,7 +126,11 @@
       }
       return r.ok;
     } catch (e) {
-      add("Something went wrong on our side. Your answers are saved. If you need help now, call or text 988. In an emergency, call 911.", "bot");
+      // The numbers depend on the service's country: they are in the "Get help now" panel.
+      add("Something went wrong on our side. Your answers are saved. If you need help now, the numbers to call are under Get help now.", "bot");
+      const panel = document.getElementById("help-panel");
+      panel.hidden = false;
+      document.getElementById("help-now").setAttribute("aria-expanded", "true");
       return false;
     } finally {
       sendButton.disabled = false;
