@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 FORM = "referral_form"
 # Intents that are never an answer. On them the form turn is rejected
 # explicitly, so the rules (crisis first, then commands) always get their turn.
-# "greet" is only ever sent by the gateway; "show_question" is a page reload.
+# "greet" and "show_question" (a page reload) are also sent by the gateway.
 NON_ANSWER_INTENTS = frozenset({*routing.CRISIS_INTENTS, *commands.INTENTS, "greet", "show_question"})
 
 

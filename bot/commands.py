@@ -38,6 +38,7 @@ INTENTS = (
     "easy_read_on",
     "easy_read_off",
     "resume_conversation",
+    "show_question",  # also sent by the gateway on a page reload
 )
 
 _POLITE_START = re.compile(

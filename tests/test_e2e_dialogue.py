@@ -188,3 +188,66 @@ def test_start_again_after_a_crisis_keeps_a_marker_so_the_next_referral_is_seen_
     assert record["crisis_flag"] is False
     assert record["urgency_band"] in ("same_day", "emergency")
     assert any("earlier chat" in reason for reason in record["triage_reasons"])
+
+
+# One message per crisis intent (as in tests/test_crisis_every_slot.py).
+CRISIS_TEXTS = {
+    "crisis": "I want to end my life",
+    "crisis_imminent": "I've taken an overdose",
+    "crisis_other": "my friend says she is going to kill herself",
+    "crisis_danger": "my partner hit me and I'm scared to go home",
+    "risk_check": "I feel hopeless and I can't see a way out",
+}
+NARRATIVE = ("presenting_problem", "current_risk_details", "self_harm_history", "safeguarding_concerns")
+
+
+def test_a_crisis_at_every_question_comes_first_and_is_stored_only_where_the_question_asks(stack):
+    """Generated from the conversation itself: at each question it asks (the
+    questionnaires, the review and change-an-answer included), one crisis
+    message, the crisis intents taken in turn."""
+    answers = {
+        **ANSWERS,
+        "measures_offer": "Yes",
+        **{f"phq9_{i}": "Not at all" for i in range(1, 10)},
+        **{f"gad7_{i}": "Not at all" for i in range(1, 8)},
+    }
+    intents = sorted(CRISIS_TEXTS)
+    client = ChatClient(stack.web_url)
+    reply = client.start()
+    interrupted: dict[str, str] = {}
+    reviewed = changed = False
+    for _ in range(500):
+        field = reply.question["field"]
+        if field not in interrupted:
+            intent = intents[len(interrupted) % len(intents)]
+            interrupted[field] = CRISIS_TEXTS[intent]
+            reply = client.say(CRISIS_TEXTS[intent])
+            if intent == "risk_check":
+                assert reply.question["field"] == "risk_check", field  # the direct question first
+            else:
+                crisis_first(reply)
+            reply = through_safety(client, reply)
+            if field in NARRATIVE:
+                assert reply.question["field"] != field, field  # stored: the form moved on
+            else:
+                assert reply.question["field"] == field, field  # asked once more
+            continue
+        if field == "review" and not changed:
+            reply, changed = client.say("Change an answer"), True
+        elif field == "change_item":
+            reply = client.say("Phone number")
+        elif field == "review":
+            reviewed = True
+            break
+        else:
+            reply = client.say(answers[field])
+    assert reviewed
+    assert {"phq9_9", "gad7_7", "review", "change_item", "presenting_problem"} <= set(interrupted)
+    submitted = client.say("send").submitted
+    [record] = [r for r in exported(stack) if r["reference"] == submitted["reference"]]
+    for field in NARRATIVE:
+        if field in interrupted:
+            assert record[field] == interrupted[field], field
+    for field in ("full_name", "postal_code", "problem_duration", "current_supports"):
+        assert record[field] == ANSWERS[field] or field == "postal_code", field
+    assert record["crisis_flag"] is True and record["urgency_band"] == "emergency"
