@@ -153,8 +153,9 @@ async def respond_to_second_line(
 
 def field_state(tracker: Tracker, field: str | None) -> policy.State:
     """The crisis state of the conversation, at the referral question ``field``."""
+    data = dataset.load()
     try:
-        narrative = field is not None and dataset.load().get(field).risk_narrative
+        narrative = field is not None and data.get(field).risk_narrative
     except KeyError:
         field, narrative = None, False
     return policy.State(
@@ -163,6 +164,7 @@ def field_state(tracker: Tracker, field: str | None) -> policy.State:
         field=field,
         risk_narrative=narrative,
         interruptions=(tracker.get_slot("crisis_asks") or {}).get(field, 0) if field else 0,
+        skippable=field in data.names,
     )
 
 
@@ -175,7 +177,7 @@ async def field_outcome(
     result: Assessment,
 ) -> dict[str, Any]:
     """What a crisis response does to the question it interrupted (bot.crisis.policy)."""
-    if field is None or not decision.is_crisis:
+    if field is None or not (decision.store_answer or decision.ask_again or decision.skip_field):
         return {}
     if decision.store_answer:
         from actions.accept import accept  # accept uses this module too

@@ -97,6 +97,13 @@ def test_policy_state_table(assessment, state, response, flagged, store_answer, 
     assert decision.record_event is crisis and decision.safety_questions is crisis
 
 
+def test_a_dialogue_step_is_never_skipped_or_stored():
+    for interruptions in (0, 1, 5):
+        state = policy.State(field="review", skippable=False, interruptions=interruptions)
+        decision = policy.decide(level("crisis"), state)
+        assert not (decision.store_answer or decision.ask_again or decision.skip_field)
+
+
 def test_policy_never_lowers_the_level():
     assert policy.decide(level("ask"), policy.State(level="imminent", flagged=True)).level == "imminent"
 

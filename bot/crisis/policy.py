@@ -13,9 +13,11 @@ assessment level       response     flag         the question being asked
 =====================  ===========  ===========  =========================
 none                   -            unchanged    answered as usual
 ask                    the direct   unchanged    risk narrative: stored;
-                       question                  other: asked once more
-                                                 (with a skip line), then
-                                                 skipped
+                       question                  other field: asked once
+                                                 more (with a skip line),
+                                                 then skipped; a step
+                                                 (consent, review): asked
+                                                 again if they carry on
 crisis, imminent       fixed crisis set, stays   the same as at ask
                        wording
 =====================  ===========  ===========  =========================
@@ -45,6 +47,9 @@ class State:
     field: str | None = None  # the referral question being asked, if any
     risk_narrative: bool = False  # that question asks about risk (bot/dataset.yml)
     interruptions: int = 0  # crisis responses already given at that question
+    # A data field may be skipped; a dialogue step (consent, review) cannot,
+    # so it simply comes back if the person chooses to carry on.
+    skippable: bool = True
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ def decide(assessment: Assessment, state: State = State()) -> Decision:
     level = raise_level(state.level, assessment.level)
     flagged = state.flagged or RANK[assessment.level] >= RANK["crisis"]
     store = ask_again = skip = False
-    if state.field is not None:
+    if state.field is not None and state.skippable:
         if state.risk_narrative:
             store = True
         elif state.interruptions + 1 >= MAX_ASKS_AFTER_CRISIS:
