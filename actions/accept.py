@@ -207,33 +207,30 @@ async def _validate_referrer_type(
     return {"referrer_type": code, "referral_about": "self" if code == referral.SELF else "other"}
 
 
-async def _validate_measures_offer(
-    value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, nlu: dict | None
-) -> dict[str, Any]:
-    answer = validators.parse_yes_no(_text(value), nlu)
-    if answer is None and validators.non_answer(_text(value)) is not None:
-        answer = False
-    if answer is None:
-        dispatcher.utter_message(response="utter_invalid_yes_no")
-        return {referral.MEASURES_OFFER: None}
-    result: dict[str, Any] = {referral.MEASURES_OFFER: answer}
-    if not answer:
-        result.update({spec.name: SKIPPED for spec in dataset.load().section("measures")})
-    return result
+def _offer(slot: str, section: str, skip_means_no: bool):
+    """A yes/no offer of a group of questions (the measures, the optional
+    questions). A no records each of them as skipped: not asked because the
+    person chose not to."""
+
+    async def validate(
+        value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, nlu: dict | None
+    ) -> dict[str, Any]:
+        answer = validators.parse_yes_no(_text(value), nlu)
+        if answer is None and skip_means_no and validators.non_answer(_text(value)) is not None:
+            answer = False
+        if answer is None:
+            dispatcher.utter_message(response="utter_invalid_yes_no")
+            return {slot: None}
+        result: dict[str, Any] = {slot: answer}
+        if not answer:
+            result.update({spec.name: SKIPPED for spec in dataset.load().section(section)})
+        return result
+
+    return validate
 
 
-async def _validate_optional_questions(
-    value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, nlu: dict | None
-) -> dict[str, Any]:
-    answer = validators.parse_yes_no(_text(value), nlu)
-    if answer is None:
-        dispatcher.utter_message(response="utter_invalid_yes_no")
-        return {"optional_questions": None}
-    result: dict[str, Any] = {"optional_questions": answer}
-    if not answer:
-        # Not asked because the person chose not to: recorded as skipped.
-        result.update({spec.name: SKIPPED for spec in dataset.load().section("extra")})
-    return result
+_validate_measures_offer = _offer(referral.MEASURES_OFFER, "measures", skip_means_no=True)
+_validate_optional_questions = _offer(referral.OPTIONAL_QUESTIONS, "extra", skip_means_no=False)
 
 
 async def _validate_change_item(
