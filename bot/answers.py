@@ -650,6 +650,13 @@ def is_qualified(text: str) -> bool:
     return reading.qualified or reading.unsure_marks
 
 
+def is_mixed(text: str) -> bool:
+    """Both a yes and a no in one message ("yeah no problem", "no, send it"):
+    the NLU is not asked to choose; the question is asked again."""
+    tags = set(read(text).tags)
+    return bool(tags & {_YES, _SEND}) and bool(tags & {_NO, _SOFT_NO, _CHANGE})
+
+
 def is_hold(text: str) -> bool:
     """ "Not yet", "wait", "don't send it": at the review, never a send."""
     return _HOLD in read(text).tags

@@ -208,7 +208,7 @@ def parse_review(text: str, answers: Mapping[str, object], nlu: dict | None = No
         return ReviewChoice("change", spec.name)
     if fast == reading.CHANGE or _CHANGE.search(text):
         return ReviewChoice("which")
-    if reading.is_qualified(text) or reading.is_hold(text):
+    if reading.is_qualified(text) or reading.is_hold(text) or reading.is_mixed(text):
         return None  # "not yet", "maybe": ask again, never send on a guess
     guess = reading.nlu_guess(nlu, reading.NLU_REVIEW)
     if guess == reading.SEND:

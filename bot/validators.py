@@ -126,10 +126,11 @@ def non_answer(text: str) -> str | None:
 def parse_yes_no(text: str, nlu: dict | None = None) -> bool | None:
     """An ordinary yes/no answer (bot.answers), or the NLU's confident guess; None if unclear.
 
-    A hedged answer ("yes but only after 5") is None whatever the NLU says.
+    A hedged answer ("yes but only after 5") or a mixed one ("yeah no
+    problem") is None whatever the NLU says.
     """
     answer = answers.yes_no(text)
-    if answer is None and not answers.is_qualified(text):
+    if answer is None and not (answers.is_qualified(text) or answers.is_mixed(text)):
         answer = answers.nlu_guess(nlu, answers.NLU_YES_NO)
     return answer
 
