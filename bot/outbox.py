@@ -9,7 +9,8 @@ like any other: a referral sent from that conversation is banded
 ``emergency``, and one already sent is escalated.
 
 A line holds what the store would hold (conversation id, level, subject,
-categories, resource names, detector version, time), never the message.
+categories, resource names, detector version, time), never the message,
+sealed with the store's encryption keys; only a random event id is clear.
 Every event is written to the outbox first and then moved to the store, so
 nothing is lost if the store is down, slow, or fails half-way. Writers take
 a short exclusive lock on the file; one process at a time flushes it. The
@@ -28,7 +29,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from bot import services
+from bot import crypto, services
 from bot.store.db import StoreUnavailable
 from bot.store.unit_of_work import UnitOfWork
 
@@ -54,8 +55,13 @@ def _locked(var_dir: Path) -> Iterator[object]:
 
 
 def put(var_dir: Path, event: dict) -> None:
-    """Keep an event for later; written and synced before this returns."""
-    line = json.dumps(event, sort_keys=True)
+    """Keep an event for later; written and synced before this returns.
+
+    Sealed with the store's keys (bot/crypto.py): nothing about the crisis is
+    readable in the file, only the event's random id.
+    """
+    sealed = crypto.keyring().encrypt(json.dumps(event, sort_keys=True).encode())
+    line = json.dumps({"id": event["id"], "sealed": sealed})
     with _locked(var_dir) as handle:
         handle.write(line + "\n")
         handle.flush()
@@ -66,9 +72,11 @@ def pending(var_dir: Path) -> list[dict]:
     """The events waiting in the outbox (tests and health)."""
     if not path(var_dir).exists():
         return []
-    with _locked(var_dir) as handle:
-        handle.seek(0)
-        return [json.loads(line) for line in handle.read().splitlines() if line.strip()]
+    return [_open(line) for line in _lines(var_dir)]
+
+
+def _open(line: str) -> dict:
+    return json.loads(crypto.keyring().decrypt(json.loads(line)["sealed"]))
 
 
 def event(
@@ -147,9 +155,9 @@ def _flush(uow: UnitOfWork, var_dir: Path) -> int:
     stored = 0
     for line in _lines(var_dir):
         try:
-            item = json.loads(line)
+            item = _open(line)
             key = item["id"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, crypto.DecryptError):
             log.error("an unreadable line in the crisis outbox was kept aside")
             _set_aside(var_dir, line)
             done.add(line)

@@ -80,10 +80,16 @@ def test_one_flusher_at_a_time_and_writers_are_not_held_up(database_url, tmp_pat
     assert outbox.flush(UnitOfWork(database_url), tmp_path) == 2
 
 
-def test_the_outbox_holds_no_message_text(tmp_path):
+def test_the_outbox_holds_nothing_readable(tmp_path):
     outbox.put(tmp_path, crisis())
-    line = json.loads(outbox.path(tmp_path).read_text())
-    assert set(line) == {
+    raw = outbox.path(tmp_path).read_text()
+    line = json.loads(raw)
+    assert set(line) == {"id", "sealed"}  # the event is sealed with the store's keys
+    for clear in ("conv-1", "crisis", "suicidal", "self", "988"):
+        assert clear not in raw.replace(line["sealed"], "")
+        assert clear not in line["sealed"]
+    [event] = outbox.pending(tmp_path)
+    assert set(event) == {
         "id",
         "conversation_id",
         "level",
