@@ -363,3 +363,53 @@ async def test_a_delete_that_fails_says_so_and_keeps_the_conversation(make_clien
     assert response.status == 503
     assert "could not finish deleting" in (await response.json())["messages"][0]["text"]
     assert session.COOKIE_NAME not in response.cookies
+
+
+CRISIS_REPLY = [
+    {"recipient_id": "x", "text": "Thank you for telling me. Call or text 988. In an emergency, call 911."},
+    {"recipient_id": "x", "custom": {"crisis": {"level": "crisis", "subject": "self", "resources": []}}},
+]
+
+
+async def test_crisis_wording_rasa_showed_without_its_follow_up_is_recorded_by_the_gateway(
+    make_client, rasa, tmp_path
+):
+    from bot import outbox
+
+    client = await make_client()
+    rasa.reply = CRISIS_REPLY  # the fixed response, and no follow-up (the action server is down)
+    response = await client.post("/api/chat", json={"text": "I want to end my life"})
+    assert response.status == 200
+    [event] = outbox.pending(tmp_path)  # no store here: kept for when there is one
+    assert (event["level"], event["source"]) == ("crisis", "gateway")
+
+    rasa.reply = [*CRISIS_REPLY[:1], {"custom": {"crisis": {"level": "crisis", "recorded": True}}}]
+    await client.post("/api/chat", json={"text": "I want to end my life"})
+    assert len(outbox.pending(tmp_path)) == 1  # the follow-up recorded this one itself
+
+
+async def test_the_crisis_marker_outlives_start_again_and_delete(make_client, rasa):
+    client = await make_client()
+    rasa.reply = CRISIS_REPLY
+    await client.post("/api/chat", json={"text": "I want to end my life"})
+    marker = client.session.cookie_jar.filter_cookies(client.make_url("/")).get("ra_crisis")
+    assert marker is not None and "." in marker.value
+
+    rasa.reply = [{"recipient_id": "x", "text": "Deleted.", "custom": {"conversation": "deleted"}}]
+    await client.post("/api/chat", json={"text": "yes, delete everything"})
+    cookies = client.session.cookie_jar.filter_cookies(client.make_url("/"))
+    assert "ra_crisis" in cookies and "ra_session" not in cookies
+
+    rasa.reply = [{"recipient_id": "x", "text": "Hello"}]
+    await client.post("/api/chat/restart")
+    await client.post("/api/chat", json={"text": "Jane"})
+    assert rasa.received[-1]["metadata"] == {"crisis_earlier": True}
+
+
+async def test_a_forged_or_conversation_cookie_is_no_crisis_marker(make_client, rasa):
+    client = await make_client()
+    await client.post("/api/chat/start")
+    session = client.session.cookie_jar.filter_cookies(client.make_url("/"))["ra_session"].value
+    client.session.cookie_jar.update_cookies({"ra_crisis": session})  # a valid cookie, of the wrong kind
+    await client.post("/api/chat", json={"text": "Jane"})
+    assert "metadata" not in rasa.received[-1]
