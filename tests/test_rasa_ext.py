@@ -2,6 +2,7 @@
 guards, and the hardened action server."""
 
 import json
+import os
 import sqlite3
 import zlib
 
@@ -88,16 +89,29 @@ def test_rasa_is_patched_as_expected():
         (["run"], {"RASA_INSTANCES": "2"}, "shared lock store"),
         (["run"], {"SANIC_WORKERS": "4"}, "shared lock store"),
         (["run"], {"TICKET_LOCK_LIFETIME": "5"}, "TICKET_LOCK_LIFETIME"),
+        (["run"], {"GATEWAY_TOKEN": ""}, "GATEWAY_TOKEN is not set"),
     ],
 )
 def test_unsafe_settings_stop_rasa_starting(argv, env, problem):
-    assert any(problem in p for p in problems(argv, env))
+    assert any(problem in p for p in problems(argv, {"GATEWAY_TOKEN": "t", **env}))
+
+
+def test_rasa_refuses_to_start_without_the_gateway_token():
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "GATEWAY_TOKEN"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.rasa_ext", "run"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "Refusing to start Rasa: GATEWAY_TOKEN is not set" in done.stderr
 
 
 def test_rasas_own_redis_lock_store_is_not_enough_for_several_instances(tmp_path):
     endpoints = tmp_path / "endpoints.yml"
     endpoints.write_text("lock_store:\n  type: redis\n  url: 127.0.0.1\n")
-    found = problems(["run", "--endpoints", str(endpoints)], {"RASA_INSTANCES": "2"})
+    found = problems(["run", "--endpoints", str(endpoints)], {"GATEWAY_TOKEN": "t", "RASA_INSTANCES": "2"})
     assert any("not atomic" in p for p in found)
 
 
@@ -106,9 +120,11 @@ def test_safe_settings_start(tmp_path):
     endpoints.write_text(
         "lock_store:\n  type: bot.rasa_ext.lock_store.AtomicRedisLockStore\n  url: 127.0.0.1\n"
     )
-    assert problems(["run", "--endpoints", str(endpoints)], {"RASA_INSTANCES": "2"}) == []
-    assert problems(["run", "--endpoints", str(endpoints)], {"SANIC_WORKERS": "2"}) == []
-    assert problems(["run", "--enable-api", "--auth-token", "t"], {"REFERRAL_PROFILE": "production"}) == []
+    token = {"GATEWAY_TOKEN": "t"}
+    assert problems(["run", "--endpoints", str(endpoints)], {**token, "RASA_INSTANCES": "2"}) == []
+    assert problems(["run", "--endpoints", str(endpoints)], {**token, "SANIC_WORKERS": "2"}) == []
+    production = {**token, "REFERRAL_PROFILE": "production"}
+    assert problems(["run", "--enable-api", "--auth-token", "t"], production) == []
 
 
 # ---------------------------------------------------------------- the action server

@@ -7,7 +7,8 @@ Before Rasa starts:
 - One call to the action server may take ``ACTION_TIMEOUT`` seconds, not Rasa's 300.
 - The conversation lock lives ``TICKET_LOCK_LIFETIME`` seconds (20 unless set),
   longer than a whole turn may take (bot/rasa_ext/channel.py).
-- It refuses to start when a setting would be unsafe (``problems``), or when
+- It refuses to start when a setting would be unsafe (``problems``: no
+  GATEWAY_TOKEN, an open HTTP API, debug logs in production...), or when
   the crisis detector's sentence encoder cannot load.
 """
 
@@ -28,6 +29,11 @@ SHARED_LOCK_STORE = "bot.rasa_ext.lock_store.AtomicRedisLockStore"
 def problems(argv: list[str], env: dict[str, str]) -> list[str]:
     """What stops this Rasa server from starting, in words an operator can act on."""
     found = []
+    if argv[:1] == ["run"] and not env.get("GATEWAY_TOKEN"):
+        found.append(
+            "GATEWAY_TOKEN is not set: the gateway channel would answer anyone "
+            "(the referral service and Rasa must share it; `referral-assistant run` sets it)"
+        )
     if "--enable-api" in argv and "--auth-token" not in argv and "-t" not in argv:
         found.append("--enable-api needs --auth-token: Rasa's HTTP API must never be open")
     if env.get("REFERRAL_PROFILE") == "production":

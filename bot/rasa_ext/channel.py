@@ -4,7 +4,8 @@ Rasa's own REST channel answers HTTP 200 whatever happens: an empty list
 when the conversation store failed or a turn timed out, and it logs the
 person's message when it does. This channel:
 
-- needs the shared token (``X-Gateway-Token``, from GATEWAY_TOKEN) when one is set;
+- needs the shared token (``X-Gateway-Token``, from GATEWAY_TOKEN); with none
+  set it refuses every request (and bot.rasa_ext refuses to start);
 - gives a turn at most ``TURN_DEADLINE`` seconds, then cancels it (nothing
   of the turn is saved) and answers 504;
 - answers 503 ``{"error": "store_unavailable"}`` when the conversation store
@@ -58,7 +59,8 @@ class GatewayInput(InputChannel):
 
         @hook.route("/webhook", methods=["POST"])
         async def receive(request: Request):
-            if self.token and not hmac.compare_digest(
+            # Fail closed: with no token configured nothing is accepted.
+            if not self.token or not hmac.compare_digest(
                 request.headers.get(TOKEN_HEADER, "").encode(), self.token.encode()
             ):
                 return response.json({"error": "forbidden"}, status=403)
