@@ -413,3 +413,38 @@ async def test_a_forged_or_conversation_cookie_is_no_crisis_marker(make_client, 
     client.session.cookie_jar.update_cookies({"ra_crisis": session})  # a valid cookie, of the wrong kind
     await client.post("/api/chat", json={"text": "Jane"})
     assert "metadata" not in rasa.received[-1]
+
+
+async def test_eleven_wrong_pause_codes_from_one_address_are_refused_for_a_while(make_client, rasa, tmp_path):
+    from bot import resume
+    from bot.store.migrate import upgrade
+    from bot.store.unit_of_work import UnitOfWork
+
+    url = f"sqlite:///{tmp_path / 'referrals.db'}"
+    upgrade(url)
+    client = await make_client()
+    code = resume.issue(UnitOfWork(url), "paused-conversation", client.app[SECRET], days=7)
+    for _ in range(10):
+        assert (await client.post("/api/chat/resume", json={"code": "ZZZZ-ZZZZ"})).status == 404
+    refused = await client.post("/api/chat/resume", json={"code": "ZZZZ-ZZZZ"})
+    body = await refused.json()
+    assert refused.status == 429 and body["error"] == "too_many_attempts"
+    assert int(refused.headers["Retry-After"]) > 0
+    assert "15 minutes" in body["messages"][0]["text"]
+    # From this address even the right code waits now; the code itself still works later.
+    assert (await client.post("/api/chat/resume", json={"code": code})).status == 429
+
+
+def test_the_pause_code_limit_is_per_address_and_in_all():
+    from bot.web.app import _EVERYONE, RESUME_TRIES_IN_ALL, RESUME_TRIES_PER_ADDRESS
+    from bot.web.staff import SignInThrottle
+
+    throttle = SignInThrottle(per_user=RESUME_TRIES_IN_ALL, per_address=RESUME_TRIES_PER_ADDRESS)
+    for _ in range(RESUME_TRIES_PER_ADDRESS):
+        throttle.failed(_EVERYONE, "203.0.113.1", now=0)
+    assert throttle.wait(_EVERYONE, "203.0.113.1", now=1) > 0
+    assert throttle.wait(_EVERYONE, "198.51.100.7", now=1) == 0  # another address may still try
+    for i in range(RESUME_TRIES_IN_ALL):
+        throttle.failed(_EVERYONE, f"10.0.{i // 250}.{i % 250}", now=2)
+    assert throttle.wait(_EVERYONE, "198.51.100.7", now=3) > 0  # guessing from many addresses stops too
+    assert throttle.wait(_EVERYONE, "198.51.100.7", now=16 * 60) == 0  # and the window passes

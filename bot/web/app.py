@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections import deque
 from pathlib import Path
@@ -46,6 +47,12 @@ SHOW_QUESTION_MESSAGE = "/show_question"
 RESUME_MESSAGE = "/resume_conversation"
 GATEWAY_TOKEN_HEADER = "X-Gateway-Token"
 RECORD_TIMEOUT = 3.0
+RESUME_THROTTLE = web.AppKey("resume_throttle", staff_api.SignInThrottle)
+# Wrong pause codes allowed in 15 minutes: from one address, and from all
+# addresses together (a code opens a whole transcript, so guessing must not pay).
+RESUME_TRIES_PER_ADDRESS = 10
+RESUME_TRIES_IN_ALL = 200
+_EVERYONE = "\x00everyone"  # the throttle's "username": one count for all addresses
 OUTBOX_FLUSH_EVERY = 60.0
 
 
@@ -86,6 +93,9 @@ def create_app(settings: Settings, limits: Limits | None = None) -> web.Applicat
     app[TOKEN] = settings.gateway_token()
     app[LIMITS] = limits or Limits(per_conversation=settings.chat_messages_per_minute)
     app[staff_api.THROTTLE] = staff_api.SignInThrottle()
+    app[RESUME_THROTTLE] = staff_api.SignInThrottle(
+        per_user=RESUME_TRIES_IN_ALL, per_address=RESUME_TRIES_PER_ADDRESS
+    )
     app.cleanup_ctx.append(_client_session)
     app.cleanup_ctx.append(_purge_transcripts)
     app.add_routes(
@@ -277,7 +287,22 @@ async def chat_resume(request: web.Request) -> web.Response:
     except (ValueError, UnicodeDecodeError):
         body = None
     code = body.get("code") if isinstance(body, dict) else None
+    throttle = request.app[RESUME_THROTTLE]
+    wait = throttle.wait(_EVERYONE, request.remote)
+    if wait > 0:
+        log.warning("pause code refused: too many wrong codes")
+        text = messages.message("utter_resume_code_limit", request.app[SERVICE].postal_format)["text"]
+        response = web.json_response(
+            {
+                "error": "too_many_attempts",
+                "messages": [{"text": text.replace("{wait_minutes}", str(math.ceil(wait / 60)))}],
+            },
+            status=429,
+        )
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
     if not isinstance(code, str) or len(code) > 40:
+        throttle.failed(_EVERYONE, request.remote)
         return _refuse(request, "utter_resume_code_unknown", "bad_code", 400)
     settings = request.app[SETTINGS]
     try:
@@ -294,7 +319,9 @@ async def chat_resume(request: web.Request) -> web.Response:
             status=503,
         )
     if conversation_id is None:
+        throttle.failed(_EVERYONE, request.remote)
         return _refuse(request, "utter_resume_code_unknown", "unknown_code", 404)
+    log.info("pause code accepted")
     response = await _relay(request, conversation_id, RESUME_MESSAGE)
     if response.status == 200:
         _with_cookie(request, response, conversation_id)

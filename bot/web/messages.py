@@ -15,6 +15,7 @@ GATEWAY_RESPONSES = (
     "utter_message_not_text",
     "utter_delete_failed",
     "utter_resume_code_unknown",
+    "utter_resume_code_limit",
     "utter_service_unavailable",
     "utter_actions_paused",
     "utter_busy",
