@@ -13,6 +13,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+import email_validator
 import phonenumbers
 
 from bot import answers
@@ -225,15 +226,13 @@ def normalise_phone(text: str, region: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-
-
 def normalise_email(text: str) -> str | None:
-    candidate = text.strip()
-    if not _EMAIL.fullmatch(candidate) or ".." in candidate:
+    """An email address as the standards allow it (``José@example.com`` too),
+    with its domain in lower case; None if it is not one. No DNS look-up."""
+    try:
+        return email_validator.validate_email(text.strip(), check_deliverability=False).normalized
+    except email_validator.EmailNotValidError:
         return None
-    local, domain = candidate.rsplit("@", 1)
-    return f"{local}@{domain.lower()}"
 
 
 _ZIP = re.compile(r"(\d{5})(?:[- ]?(\d{4}))?")

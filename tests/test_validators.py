@@ -202,3 +202,11 @@ def test_names_in_any_script_are_accepted(text):
 @pytest.mark.parametrize("text", ["'; DROP TABLE referrals;--", "jane@example.com", "R2D2", "{{name}}"])
 def test_symbols_are_not_names(text):
     assert check(spec("full_name"), text, US).problem == "full_name"
+
+
+def test_international_email_addresses_are_accepted_and_broken_ones_refused():
+    assert normalise_email("José@example.com") == "José@example.com"
+    assert normalise_email("user@münchen.de") == "user@münchen.de"
+    assert normalise_email("Jane.Public@Example.COM") == "Jane.Public@example.com"
+    for bad in ["a@b", "jane@", "José@", "two@@example.com"]:
+        assert normalise_email(bad) is None, bad
