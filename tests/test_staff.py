@@ -14,9 +14,10 @@ from bot.store.unit_of_work import UnitOfWork
 PASSWORD = "correct horse battery staple"
 
 
-def test_passwords_are_salted_scrypt_hashes_that_verify():
+def test_passwords_are_salted_argon2id_hashes_that_verify():
     first, second = staff.hash_password(PASSWORD), staff.hash_password(PASSWORD)
-    assert first.startswith("scrypt$") and first != second and PASSWORD not in first
+    assert first.startswith("$argon2id$") and first != second and PASSWORD not in first
+    assert "m=65536,t=3,p=4" in first  # at or above OWASP's floor (19 MiB, t=2, p=1)
     assert staff.verify_password(PASSWORD, first) and staff.verify_password(PASSWORD, second)
     assert not staff.verify_password(PASSWORD + "!", first)
     assert not staff.verify_password(PASSWORD, "md5$whatever")
@@ -81,3 +82,22 @@ def test_the_cli_creates_the_first_admin_and_shows_the_key_once(tmp_path):
         env=env,
     )
     assert weak.returncode == 1 and "Nothing was created" in weak.stderr
+
+
+def test_an_old_scrypt_hash_still_signs_in_and_is_replaced_by_argon2id(database_url):
+    from bot.store.models import StaffUser
+    from bot.store.unit_of_work import UnitOfWork
+
+    old = staff._scrypt_hash(PASSWORD)
+    assert staff.verify_password(PASSWORD, old) and staff.needs_rehash(old)
+    with UnitOfWork(database_url) as uow:
+        uow.session.add(StaffUser(username="olga", password_hash=old, role="triage"))
+        uow.commit()
+    assert staff.authenticate(UnitOfWork(database_url), "olga", PASSWORD + "!") is None
+    with UnitOfWork(database_url) as uow:
+        assert uow.session.query(StaffUser).filter_by(username="olga").one().password_hash == old
+    assert staff.authenticate(UnitOfWork(database_url), "olga", PASSWORD) is not None
+    with UnitOfWork(database_url) as uow:
+        upgraded = uow.session.query(StaffUser).filter_by(username="olga").one().password_hash
+    assert upgraded.startswith("$argon2id$") and not staff.needs_rehash(upgraded)
+    assert staff.authenticate(UnitOfWork(database_url), "olga", PASSWORD) is not None
