@@ -24,6 +24,7 @@ defaults keep everything on loopback and in files under ``var/``.
 | TRANSCRIPT_HOURS_AFTER_SUBMIT | 24 (chat transcripts kept after a referral is sent) |
 | TRANSCRIPT_IDLE_DAYS | 7 (kept after last activity with no referral) |
 | CHAT_MESSAGES_PER_MINUTE | 30 (per conversation; more is refused as "busy") |
+| CHAT_IDLE_MINUTES   | 30 (a chat's session ends after this long idle; the pause code still works) |
 | PUBLIC_ORIGIN       | (none) the chat's https origin behind a proxy |
 | REFERRAL_PROFILE    | development (or production)          |
 | REFERRAL_ENCRYPTION_KEYS | generated once into <var>/encryption_keys |
@@ -139,6 +140,7 @@ class Settings:
     tracker_url: str = ""
     public_origin: str = ""  # the chat's address as people see it, behind a proxy
     chat_messages_per_minute: int = 30
+    chat_idle_minutes: float = 30.0  # a chat's session ends after this long without a message
     transcript_hours_after_submit: float = 24.0
     transcript_idle_days: float = 7.0
     rasa_instance_ports: tuple[int, ...] = ()  # empty: one Rasa, on rasa_port itself
@@ -184,6 +186,7 @@ class Settings:
             profile=profile,
             public_origin=env.get("PUBLIC_ORIGIN", "").rstrip("/"),
             chat_messages_per_minute=int(_positive(env, "CHAT_MESSAGES_PER_MINUTE", 30)),
+            chat_idle_minutes=_positive(env, "CHAT_IDLE_MINUTES", 30.0),
             transcript_hours_after_submit=_positive(env, "TRANSCRIPT_HOURS_AFTER_SUBMIT", 24.0),
             transcript_idle_days=_positive(env, "TRANSCRIPT_IDLE_DAYS", 7.0),
             tracker_url=env.get("TRACKER_URL")

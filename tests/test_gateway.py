@@ -448,3 +448,89 @@ def test_the_pause_code_limit_is_per_address_and_in_all():
         throttle.failed(_EVERYONE, f"10.0.{i // 250}.{i % 250}", now=2)
     assert throttle.wait(_EVERYONE, "198.51.100.7", now=3) > 0  # guessing from many addresses stops too
     assert throttle.wait(_EVERYONE, "198.51.100.7", now=16 * 60) == 0  # and the window passes
+
+
+# ---------------------------------------------------------------- sessions that end
+
+
+async def _migrated_client(make_client, tmp_path, **env):
+    from bot.store.migrate import upgrade
+
+    upgrade(f"sqlite:///{tmp_path / 'referrals.db'}")
+    return await make_client()
+
+
+async def test_the_chat_cookie_has_a_max_age_and_is_http_only(make_client, rasa, tmp_path):
+    client = await _migrated_client(make_client, tmp_path)
+    response = await client.post("/api/chat/start")
+    cookie = response.cookies[session.COOKIE_NAME]
+    assert cookie["max-age"] == str(30 * 60) and cookie["httponly"] and cookie["samesite"] == "Strict"
+
+
+async def test_an_idle_session_ends_and_the_next_message_starts_a_new_chat(make_client, rasa, tmp_path):
+    import datetime as dt
+
+    from bot import chat_sessions
+    from bot.store.models import ChatSession
+    from bot.store.unit_of_work import UnitOfWork
+
+    client = await _migrated_client(make_client, tmp_path)
+    await client.post("/api/chat/start")
+    first = rasa.received[-1]["sender"]
+    with UnitOfWork(f"sqlite:///{tmp_path / 'referrals.db'}") as uow:  # 31 minutes pass
+        uow.session.get(ChatSession, first).last_seen -= dt.timedelta(minutes=31)
+        uow.commit()
+    response = await client.post("/api/chat", json={"text": "Jane"})
+    body = await response.json()
+    assert rasa.received[-1]["sender"] != first  # the old conversation is not carried on
+    assert rasa.received[-1]["message"] == "Jane"  # nothing typed is lost
+    assert "closed, to keep your answers private" in body["messages"][0]["text"]
+    assert "pause code" in body["messages"][0]["text"]
+    assert (
+        chat_sessions.check(
+            UnitOfWork(f"sqlite:///{tmp_path / 'referrals.db'}"), first, dt.timedelta(minutes=30)
+        )
+        == chat_sessions.ENDED
+    )
+
+
+async def test_leaving_ends_the_session_on_the_server_so_a_kept_cookie_opens_nothing(
+    make_client, rasa, tmp_path
+):
+    client = await _migrated_client(make_client, tmp_path)
+    await client.post("/api/chat/start")
+    first = rasa.received[-1]["sender"]
+    kept = client.session.cookie_jar.filter_cookies(client.make_url("/"))[session.COOKIE_NAME].value
+    response = await client.post("/api/chat/forget")
+    assert response.status == 204
+    assert session.COOKIE_NAME not in client.session.cookie_jar.filter_cookies(client.make_url("/"))
+    client.session.cookie_jar.update_cookies({session.COOKIE_NAME: kept})  # someone kept a copy
+    await client.post("/api/chat/start")
+    assert rasa.received[-1]["sender"] != first
+
+
+async def test_start_again_ends_the_old_session(make_client, rasa, tmp_path):
+    client = await _migrated_client(make_client, tmp_path)
+    await client.post("/api/chat/start")
+    first = rasa.received[-1]["sender"]
+    old = client.session.cookie_jar.filter_cookies(client.make_url("/"))[session.COOKIE_NAME].value
+    await client.post("/api/chat/restart")
+    client.session.cookie_jar.update_cookies({session.COOKIE_NAME: old})
+    await client.post("/api/chat", json={"text": "hello"})
+    assert rasa.received[-1]["sender"] != first
+
+
+async def test_a_pause_code_still_opens_a_conversation_whose_session_ended(make_client, rasa, tmp_path):
+    from bot import resume
+    from bot.store.unit_of_work import UnitOfWork
+
+    client = await _migrated_client(make_client, tmp_path)
+    await client.post("/api/chat/start")
+    first = rasa.received[-1]["sender"]
+    code = resume.issue(
+        UnitOfWork(f"sqlite:///{tmp_path / 'referrals.db'}"), first, client.app[SECRET], days=7
+    )
+    await client.post("/api/chat/forget")
+    assert (await client.post("/api/chat/resume", json={"code": code})).status == 200
+    await client.post("/api/chat", json={"text": "Jane"})
+    assert rasa.received[-1]["sender"] == first

@@ -170,6 +170,21 @@ class ResumeCode(Base):
     expires_at = Column(DateTime(timezone=True), nullable=False)
 
 
+class ChatSession(Base):
+    """Whether a browser's chat cookie may still carry on its conversation.
+
+    Ended by "Leave this site" or "Start again", or by being idle longer than
+    CHAT_IDLE_MINUTES; after that only the pause code opens the conversation.
+    Holds the conversation id and times, nothing personal.
+    """
+
+    __tablename__ = "chat_sessions"
+
+    conversation_id = Column(String(64), primary_key=True)
+    last_seen = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    ended_at = Column(DateTime(timezone=True), nullable=True)
+
+
 class StaffUser(Base):
     """A member of staff who may read referrals. Passwords are scrypt hashes (bot/staff.py)."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import math
@@ -23,7 +24,7 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from bot import crisis, outbox, resume, retention, transcripts
+from bot import chat_sessions, crisis, outbox, resume, retention, transcripts
 from bot.config import MAX_MESSAGE_CHARS, ServiceConfig, Settings
 from bot.crisis import policy
 from bot.store.db import StoreUnavailable
@@ -106,6 +107,7 @@ def create_app(settings: Settings, limits: Limits | None = None) -> web.Applicat
             web.get("/api/help-now", help_now),
             web.post("/api/chat/start", chat_start),
             web.post("/api/chat/restart", chat_restart),
+            web.post("/api/chat/forget", chat_forget),
             web.post("/api/chat/resume", chat_resume),
             web.post("/api/chat", chat_message),
             web.static("/static", STATIC, append_version=False),
@@ -254,6 +256,7 @@ def _with_cookie(request: web.Request, response: web.Response, conversation_id: 
     response.set_cookie(
         session.COOKIE_NAME,
         session.encode(request.app[SECRET], conversation_id),
+        max_age=int(request.app[SETTINGS].chat_idle_minutes * 60),
         httponly=True,
         samesite="Strict",
         secure=staff_api.secure(request, request.app[SETTINGS]),
@@ -263,21 +266,95 @@ def _with_cookie(request: web.Request, response: web.Response, conversation_id: 
 
 async def chat_start(request: web.Request) -> web.Response:
     """Open (or reopen) this browser's conversation and return the greeting."""
-    conversation_id = _conversation(request)
+    conversation_id, ended = await _live_conversation(request)
     if conversation_id is None:
-        return await _start_new(request)
-    return await _relay(request, conversation_id, SHOW_QUESTION_MESSAGE)
+        return await _start_new(request, notice=ended)
+    response = await _relay(request, conversation_id, SHOW_QUESTION_MESSAGE)
+    _with_cookie(request, response, conversation_id)  # the session's Max-Age starts again
+    return response
 
 
 async def chat_restart(request: web.Request) -> web.Response:
+    """ "Start again": the old conversation's session ends, and a new one starts."""
+    await _end_session(request)
     return await _start_new(request)
 
 
-async def _start_new(request: web.Request, text: str = START_MESSAGE) -> web.Response:
+async def chat_forget(request: web.Request) -> web.Response:
+    """ "Leave this site" (a beacon as the page goes): the session ends here,
+    so the cookie opens nothing even if it is kept; the pause code still works."""
+    await _end_session(request)
+    response = web.Response(status=204)
+    response.del_cookie(session.COOKIE_NAME, path="/")
+    return response
+
+
+async def _end_session(request: web.Request) -> None:
+    conversation_id = _conversation(request)
+    if conversation_id is None:
+        return
+    try:
+        await asyncio.to_thread(
+            chat_sessions.end, UnitOfWork(request.app[SETTINGS].database_url), conversation_id
+        )
+    except StoreUnavailable as err:
+        log.error("chat session not ended: the referral store is unavailable (%s)", type(err).__name__)
+
+
+async def _live_conversation(request: web.Request) -> tuple[str | None, bool]:
+    """This browser's conversation while its session is live; else (None, ended).
+
+    ``ended`` is true when a cookie came for a session that ended (left,
+    started again, or idle too long): the new chat then says why it is new.
+    If the store cannot say, the chat carries on: help must never wait on this.
+    """
+    conversation_id = _conversation(request)
+    if conversation_id is None:
+        return None, False
+    settings = request.app[SETTINGS]
+    try:
+        state = await asyncio.to_thread(
+            chat_sessions.check,
+            UnitOfWork(settings.database_url),
+            conversation_id,
+            dt.timedelta(minutes=settings.chat_idle_minutes),
+        )
+    except StoreUnavailable as err:
+        log.error("chat session not checked: the referral store is unavailable (%s)", type(err).__name__)
+        return conversation_id, False
+    if state == chat_sessions.LIVE:
+        return conversation_id, False
+    log.info("chat session %s: a new conversation starts", state)
+    return None, True
+
+
+async def _start_new(request: web.Request, text: str = START_MESSAGE, notice: bool = False) -> web.Response:
     conversation_id = session.new_conversation_id()
+    try:
+        await asyncio.to_thread(
+            chat_sessions.start, UnitOfWork(request.app[SETTINGS].database_url), conversation_id
+        )
+    except StoreUnavailable as err:
+        log.error("chat session not stored: the referral store is unavailable (%s)", type(err).__name__)
     response = await _relay(request, conversation_id, text)
+    if notice:
+        # Why this chat is new: the last one ended (left, or idle), to keep it private.
+        body = json.loads(response.body)
+        body["messages"] = [
+            messages.message("utter_session_ended", request.app[SERVICE].postal_format),
+            *body.get("messages", []),
+        ]
+        response = web.json_response(body, status=response.status, headers=_cookie_free(response))
     _with_cookie(request, response, conversation_id)
     return response
+
+
+def _cookie_free(response: web.Response) -> dict[str, str]:
+    return {
+        k: v
+        for k, v in response.headers.items()
+        if k.lower() not in ("content-type", "content-length", "set-cookie")
+    }
 
 
 async def chat_resume(request: web.Request) -> web.Response:
@@ -322,6 +399,10 @@ async def chat_resume(request: web.Request) -> web.Response:
         throttle.failed(_EVERYONE, request.remote)
         return _refuse(request, "utter_resume_code_unknown", "unknown_code", 404)
     log.info("pause code accepted")
+    try:
+        await asyncio.to_thread(chat_sessions.start, UnitOfWork(settings.database_url), conversation_id)
+    except StoreUnavailable as err:
+        log.error("chat session not stored: the referral store is unavailable (%s)", type(err).__name__)
     response = await _relay(request, conversation_id, RESUME_MESSAGE)
     if response.status == 200:
         _with_cookie(request, response, conversation_id)
@@ -341,19 +422,22 @@ async def chat_message(request: web.Request) -> web.Response:
     text = text.strip().lstrip("/").strip()  # a leading slash would let a user send an intent
     if not text:
         return await _refuse_in_conversation(request, "utter_invalid_empty", "empty", 400)
-    conversation_id = _conversation(request)
+    conversation_id, ended = await _live_conversation(request)
     if conversation_id is None:
-        # No valid session: a new conversation, never a guess at someone else's.
+        # No live session: a new conversation, never a guess at someone else's.
         # The message itself is relayed: a first message may be a crisis.
-        return await _start_new(request, text)
-    return await _relay(request, conversation_id, text)
+        return await _start_new(request, text, notice=ended)
+    response = await _relay(request, conversation_id, text)
+    if response.status == 200 and session.COOKIE_NAME not in response.cookies:  # not just deleted
+        _with_cookie(request, response, conversation_id)  # the session's Max-Age starts again
+    return response
 
 
 async def _refuse_in_conversation(
     request: web.Request, response_name: str, error: str, status: int
 ) -> web.Response:
     """A refused message, then the question being asked again (nothing is stored)."""
-    conversation_id = _conversation(request)
+    conversation_id, _ = await _live_conversation(request)
     if conversation_id is None:
         return _refuse(request, response_name, error, status)
     log.info("chat message refused: %s", error)

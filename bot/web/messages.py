@@ -16,6 +16,7 @@ GATEWAY_RESPONSES = (
     "utter_delete_failed",
     "utter_resume_code_unknown",
     "utter_resume_code_limit",
+    "utter_session_ended",
     "utter_service_unavailable",
     "utter_actions_paused",
     "utter_busy",

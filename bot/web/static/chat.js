@@ -158,7 +158,13 @@
   document.getElementById("restart").addEventListener("click", function () {
     transcript.textContent = ""; post("/api/chat/restart");
   });
-  function leave() { document.body.textContent = ""; window.location.replace("https://www.google.com/"); }
+  // Leaving ends the chat's session on the server first (the cookie then opens
+  // nothing, on a shared device too), and clears what the page shows.
+  function leave() {
+    try { navigator.sendBeacon("/api/chat/forget"); } catch (e) { /* navigate anyway */ }
+    document.body.textContent = "";
+    window.location.replace("https://www.google.com/");
+  }
   document.getElementById("leave").addEventListener("click", function (e) { e.preventDefault(); leave(); });
   let lastEscape = 0;
   document.addEventListener("keydown", function (e) {
