@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -158,6 +159,27 @@ def test_quick_exit_clears_the_chat(page, how):
         page.keyboard.press("Escape")
     page.wait_for_url("https://www.google.com/**")
     assert "transcript" not in page.content()
+
+
+def test_after_leaving_the_site_a_new_tab_starts_fresh_and_a_kept_cookie_opens_nothing(page, stack):
+    page.route("https://www.google.com/**", lambda route: route.fulfill(body="<title>Search</title>"))
+    answer_with_keyboard(page, "No")  # simple words: the chat has moved on to consent
+    wait_for_question(page, "consent")
+    [kept] = [c for c in page.context.cookies() if c["name"] == "ra_session"]
+    page.click("#leave")
+    page.wait_for_url("https://www.google.com/**")
+    page.context.add_cookies([kept])  # as if the cookie had been copied before leaving
+    for _ in range(20):  # the beacon is sent as the page goes; give it a moment
+        fresh = page.context.new_page()
+        fresh.goto(stack.web_url + "/")
+        field = wait_for_question(fresh)
+        if field == "easy_read":
+            break
+        fresh.close()
+        page.context.add_cookies([kept])
+        time.sleep(0.25)
+    assert field == "easy_read"  # a fresh start, not the old conversation's consent question
+    assert "No" not in [t.strip() for t in fresh.locator(".msg.me").all_inner_texts()]
 
 
 NO_HORIZONTAL_SCROLL = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
