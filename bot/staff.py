@@ -121,11 +121,17 @@ def totp(secret: str, at: float | None = None) -> str:
     return str(code).zfill(TOTP_DIGITS)
 
 
-def verify_totp(secret: str, code: str, at: float | None = None) -> bool:
-    """The code for now, or one step either side (clock drift)."""
+def verify_totp(secret: str, code: str, at: float | None = None, after_step: int | None = None) -> int | None:
+    """The time step the code is for (now, or one step either side for clock
+    drift), or None. A step at or before ``after_step`` (the last one accepted)
+    is refused: each code works once."""
     code = re.sub(r"\s", "", code or "")
     now = time.time() if at is None else at
-    return any(hmac.compare_digest(totp(secret, now + drift * TOTP_STEP), code) for drift in (-1, 0, 1))
+    for drift in (-1, 0, 1):
+        step = int((now + drift * TOTP_STEP) // TOTP_STEP)
+        if hmac.compare_digest(totp(secret, now + drift * TOTP_STEP), code):
+            return step if after_step is None or step > after_step else None
+    return None
 
 
 def provisioning_uri(secret: str, username: str, issuer: str = "Referral assistant") -> str:
@@ -170,8 +176,16 @@ def authenticate(uow: UnitOfWork, username: str, password: str, code: str | None
             return None
         if not verify_password(password, user.password_hash):
             return None
-        if user.role == "admin" and not (user.totp_secret and verify_totp(user.totp_secret, code or "")):
-            return None
+        if user.role == "admin":
+            step = (
+                verify_totp(user.totp_secret, code or "", after_step=user.totp_last_step)
+                if user.totp_secret
+                else None
+            )
+            if step is None:
+                return None
+            user.totp_last_step = step  # a replay of this code is refused from now on
+            uow.commit()
         if needs_rehash(user.password_hash):
             user.password_hash = hash_password(password)
             uow.commit()

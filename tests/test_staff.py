@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -101,3 +102,12 @@ def test_an_old_scrypt_hash_still_signs_in_and_is_replaced_by_argon2id(database_
         upgraded = uow.session.query(StaffUser).filter_by(username="olga").one().password_hash
     assert upgraded.startswith("$argon2id$") and not staff.needs_rehash(upgraded)
     assert staff.authenticate(UnitOfWork(database_url), "olga", PASSWORD) is not None
+
+
+def test_a_totp_code_works_once(database_url):
+    secret = staff.add_staff(UnitOfWork(database_url), "ada", PASSWORD, "admin")
+    code = staff.totp(secret)
+    assert staff.authenticate(UnitOfWork(database_url), "ada", PASSWORD, code) is not None
+    assert staff.authenticate(UnitOfWork(database_url), "ada", PASSWORD, code) is None  # replayed
+    earlier = staff.totp(secret, time.time() - 30)  # the step before is older still: refused too
+    assert staff.authenticate(UnitOfWork(database_url), "ada", PASSWORD, earlier) is None

@@ -186,7 +186,7 @@ class ChatSession(Base):
 
 
 class StaffUser(Base):
-    """A member of staff who may read referrals. Passwords are scrypt hashes (bot/staff.py)."""
+    """A member of staff who may read referrals. Passwords are argon2id hashes (bot/staff.py)."""
 
     __tablename__ = "staff_users"
 
@@ -195,6 +195,7 @@ class StaffUser(Base):
     password_hash = Column(String(200), nullable=False)
     role = Column(String(20), nullable=False)
     totp_secret = Column(String(64), nullable=True)  # admins only
+    totp_last_step = Column(Integer, nullable=True)  # the last time step accepted: each code works once
     active = Column(Boolean, nullable=False, default=True)
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
 

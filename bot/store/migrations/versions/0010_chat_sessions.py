@@ -1,4 +1,7 @@
-"""chat sessions: a chat cookie stops working when its session has ended
+"""chat sessions, and TOTP codes used once
+
+A chat cookie stops working when its session has ended (chat_sessions); a
+staff TOTP code is accepted once (staff_users.totp_last_step).
 
 Revision ID: 0010
 Revises: 0009
@@ -22,7 +25,11 @@ def upgrade() -> None:
         sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint('conversation_id'),
     )
+    with op.batch_alter_table('staff_users') as batch:
+        batch.add_column(sa.Column('totp_last_step', sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('staff_users') as batch:
+        batch.drop_column('totp_last_step')
     op.drop_table('chat_sessions')
