@@ -201,6 +201,7 @@ def _dummy_hash() -> str:
 # ---------------------------------------------------------------- sessions
 
 IDLE_LIMIT = dt.timedelta(minutes=15)
+SESSION_LIFETIME = dt.timedelta(hours=12)  # however active: then sign in again
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,11 @@ def start_session(uow: UnitOfWork, user: StaffUser) -> str:
 
 
 def current(uow: UnitOfWork, token: str | None, now: dt.datetime | None = None) -> SignedIn | None:
-    """Who holds this token, if the session has not been idle for 15 minutes; it is kept alive."""
+    """Who holds this token, if the session is live; it is kept alive.
+
+    A session ends after 15 minutes idle, after 12 hours in all, and as soon
+    as its account is deactivated or its role changes (checked on every request).
+    """
     if not token:
         return None
     now = now or utcnow()
@@ -236,7 +241,11 @@ def current(uow: UnitOfWork, token: str | None, now: dt.datetime | None = None) 
         if row is None:
             return None
         seen = as_utc(row.last_seen_at)
-        if now - seen > IDLE_LIMIT:
+        account = uow.session.scalars(
+            select(StaffUser).where(StaffUser.username == row.staff_username)
+        ).one_or_none()
+        still_allowed = account is not None and account.active and account.role == row.role
+        if now - seen > IDLE_LIMIT or now - as_utc(row.created_at) > SESSION_LIFETIME or not still_allowed:
             uow.session.delete(row)
             uow.commit()
             return None

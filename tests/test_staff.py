@@ -111,3 +111,36 @@ def test_a_totp_code_works_once(database_url):
     assert staff.authenticate(UnitOfWork(database_url), "ada", PASSWORD, code) is None  # replayed
     earlier = staff.totp(secret, time.time() - 30)  # the step before is older still: refused too
     assert staff.authenticate(UnitOfWork(database_url), "ada", PASSWORD, earlier) is None
+
+
+def _session_for(database_url, username):
+    with UnitOfWork(database_url) as uow:
+        user = uow.session.query(StaffUser).filter_by(username=username).one()
+        uow.session.expunge(user)
+    return staff.start_session(UnitOfWork(database_url), user)
+
+
+def test_a_session_ends_when_the_account_is_deactivated_or_its_role_changes(database_url):
+    staff.add_staff(UnitOfWork(database_url), "tom", PASSWORD, "triage")
+    staff.add_staff(UnitOfWork(database_url), "ann", PASSWORD, "triage")
+    tom, ann = _session_for(database_url, "tom"), _session_for(database_url, "ann")
+    assert staff.current(UnitOfWork(database_url), tom) == staff.SignedIn("tom", "triage")
+    with UnitOfWork(database_url) as uow:
+        uow.session.query(StaffUser).filter_by(username="tom").one().active = False
+        uow.session.query(StaffUser).filter_by(username="ann").one().role = "admin"
+        uow.commit()
+    assert staff.current(UnitOfWork(database_url), tom) is None
+    assert staff.current(UnitOfWork(database_url), ann) is None  # signs in again, with the new role's checks
+
+
+def test_a_session_ends_after_12_hours_however_active(database_url):
+    import datetime as dt
+
+    from bot.store.models import utcnow
+
+    staff.add_staff(UnitOfWork(database_url), "tom", PASSWORD, "triage")
+    token = _session_for(database_url, "tom")
+    start = utcnow()
+    for minutes in range(10, 12 * 60, 10):  # a request every 10 minutes, all day
+        assert staff.current(UnitOfWork(database_url), token, start + dt.timedelta(minutes=minutes))
+    assert staff.current(UnitOfWork(database_url), token, start + dt.timedelta(hours=12, minutes=5)) is None
