@@ -22,6 +22,7 @@ PUBLIC = {
     ("GET", "/api/help-now"),
     ("POST", "/api/chat/start"),
     ("POST", "/api/chat/restart"),
+    ("POST", "/api/chat/forget"),
     ("POST", "/api/chat/resume"),
     ("POST", "/api/chat"),
     ("POST", "/api/staff/login"),
