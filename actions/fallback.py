@@ -54,12 +54,6 @@ class ActionHandleUnexpected(Action):
             # the form asks what comes next (or this question again).
             slots = await accept(asked, text, dispatcher, tracker, signals=result.signals)
             return [SlotSet(k, v) for k, v in slots.items()] + [FollowupAction("referral_form")]
-        pending = tracker.get_slot("skip_offer_pending")
-        events: list[EventType] = []
-        if pending:
-            # Back at a question a crisis response interrupted: it may be skipped.
-            dispatcher.utter_message(response="utter_crisis_can_skip")
-            events.append(SlotSet("skip_offer_pending", None))
         outcome = tracker.get_slot("referral_outcome")
         if outcome in OUTCOME_RESPONSES:
             dispatcher.utter_message(response=OUTCOME_RESPONSES[outcome])
@@ -68,4 +62,9 @@ class ActionHandleUnexpected(Action):
             dispatcher.utter_message(response=RESUME_RESPONSE)
         else:
             dispatcher.utter_message(response="utter_opening")
+        events: list[EventType] = []
+        if tracker.get_slot("skip_offer_pending"):
+            # Back at a question a crisis response interrupted: it may be skipped.
+            dispatcher.utter_message(response="utter_crisis_can_skip")
+            events.append(SlotSet("skip_offer_pending", None))
         return events + [FollowupAction("referral_form")]
