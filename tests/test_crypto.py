@@ -192,3 +192,48 @@ def test_the_migration_encrypts_existing_rows_and_downgrade_restores_them(databa
     assert row["full_name"] == NAME and row["phq9_score"] == 7
     assert str(row["date_of_birth"]) == "1990-03-14"
     upgrade(database_url)
+
+
+def test_crisis_events_are_sealed_in_place_and_downgrade_restores_them(database_url):
+    """What kind of crisis was shown (level, subject, categories, resources) is health information."""
+    from alembic import command
+
+    from bot.store.migrate import alembic_config
+
+    command.downgrade(alembic_config(database_url), "0010")
+    with engine_for(database_url).begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO crisis_events (conversation_id, at, level, subject, categories, resources) "
+                "VALUES ('c', :now, 'imminent', 'self', '[\"suicidal_ideation\"]', '[\"988\"]')"
+            ),
+            {"now": dt.datetime(2026, 11, 1)},
+        )
+    upgrade(database_url)
+    row = raw_rows(database_url, "crisis_events")[0]
+    for column in ("level", "subject", "categories", "resources"):
+        assert row[column].startswith(crypto.TOKEN_PREFIX), column
+    [event] = services.crisis_events(UnitOfWork(database_url), "c")
+    assert (event["level"], event["subject"], event["categories"]) == (
+        "imminent",
+        "self",
+        ["suicidal_ideation"],
+    )
+    command.downgrade(alembic_config(database_url), "0010")
+    row = raw_rows(database_url, "crisis_events")[0]
+    assert row["level"] == "imminent" and row["subject"] == "self"
+    assert "suicidal_ideation" in str(row["categories"])
+    upgrade(database_url)
+
+
+def test_no_crisis_kind_is_readable_in_the_database_file(tmp_path):
+    from bot.store.migrate import upgrade as migrate
+
+    url = f"sqlite:///{tmp_path / 'referrals.db'}"
+    migrate(url)
+    services.record_crisis_event(
+        UnitOfWork(url), "c", "imminent", "other", ["child_at_risk"], [{"name": "Childhelp"}]
+    )
+    raw = (tmp_path / "referrals.db").read_bytes()
+    for clear in (b"imminent", b"child_at_risk", b"Childhelp"):
+        assert clear not in raw, clear

@@ -151,10 +151,11 @@ class CrisisEvent(Base):
     id = Column(Integer, primary_key=True)
     conversation_id = Column(String(64), nullable=False, index=True)
     at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
-    level = Column(String(20), nullable=False)
-    subject = Column(String(20), nullable=False)
-    categories = Column(JSON, nullable=False, default=list)
-    resources = Column(JSON, nullable=False, default=list)
+    # Sealed (bot/crypto.py): what kind of crisis it was is health information.
+    level = Column(Encrypted("text"), nullable=False)
+    subject = Column(Encrypted("text"), nullable=False)
+    categories = Column(Encrypted("json"), nullable=False, default=list)
+    resources = Column(Encrypted("json"), nullable=False, default=list)
     detector_version = Column(String(80), nullable=True)
 
 
