@@ -13,7 +13,6 @@ utter_crisis_not_safe / _safe / _check_in, utter_risk_no.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -32,7 +31,6 @@ from bot.store.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 HISTORY_TURNS = 3
-RECORD_TIMEOUT = 3.0
 SAFETY_SLOTS = ("risk_check", "safe_now", "continue_referral")
 NOT_ASKED = "not_asked"
 REFERRAL_FORM = "referral_form"
@@ -112,15 +110,7 @@ async def record(tracker: Tracker, result: Assessment, resources: list[dict]) ->
     item = outbox.event(
         tracker.sender_id, result.level, result.subject, list(result.categories), resources, version
     )
-    await asyncio.to_thread(outbox.put, current.var_dir, item)  # on disk before anything else
-    try:
-        await asyncio.wait_for(
-            asyncio.to_thread(outbox.flush, UnitOfWork(current.database_url), current.var_dir),
-            timeout=RECORD_TIMEOUT,
-        )
-    except asyncio.TimeoutError:
-        # The event is already in the outbox; the store is too slow to wait for.
-        log.error("crisis event kept in the outbox: the referral store did not answer in time")
+    await outbox.record(UnitOfWork(current.database_url), current.var_dir, item)
 
 
 def crisis_slots(tracker: Tracker, result: Assessment) -> dict[str, Any]:

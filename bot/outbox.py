@@ -19,6 +19,7 @@ processes on one host share it (each host has its own var/).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import fcntl
@@ -36,6 +37,7 @@ from bot.store.unit_of_work import UnitOfWork
 log = logging.getLogger(__name__)
 OUTBOX_FILE = "crisis_outbox.jsonl"
 STORED, QUEUED = "stored", "queued"
+RECORD_TIMEOUT = 3.0  # seconds to wait for the store before leaving an event in the outbox
 
 
 def path(var_dir: Path) -> Path:
@@ -114,16 +116,21 @@ def _store(uow: UnitOfWork, item: dict) -> None:
     )
 
 
-def record(uow: UnitOfWork, var_dir: Path, item: dict) -> str:
+async def record(uow: UnitOfWork, var_dir: Path, item: dict, timeout: float = RECORD_TIMEOUT) -> str:
     """Keep a crisis event in the outbox, then move what the outbox holds into
     the store. Returns STORED, or QUEUED when the store could not take it yet.
 
     The event is on disk before the store is tried, so a store that is down,
-    slow or failing half-way cannot lose it.
+    slow (``timeout`` seconds: the caller is showing someone crisis help) or
+    failing half-way cannot lose it. Used by the actions and the gateway alike.
     """
-    put(var_dir, item)
-    flush(uow, var_dir)
-    if any(e.get("id") == item["id"] for e in pending(var_dir)):
+    await asyncio.to_thread(put, var_dir, item)
+    try:
+        await asyncio.wait_for(asyncio.to_thread(flush, uow, var_dir), timeout=timeout)
+    except asyncio.TimeoutError:
+        log.error("crisis event kept in the outbox: the referral store did not answer in time")
+        return QUEUED
+    if any(e.get("id") == item["id"] for e in await asyncio.to_thread(pending, var_dir)):
         log.error("crisis event kept in the outbox: the referral store is unavailable")
         return QUEUED
     return STORED

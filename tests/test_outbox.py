@@ -19,15 +19,15 @@ def crisis(conversation="conv-1", level="crisis"):
     return outbox.event(conversation, level, "self", ["suicidal_ideation"], [{"name": "988"}], "en:test")
 
 
-def test_an_event_goes_straight_to_a_working_store(database_url, tmp_path):
-    assert outbox.record(UnitOfWork(database_url), tmp_path, crisis()) == outbox.STORED
+async def test_an_event_goes_straight_to_a_working_store(database_url, tmp_path):
+    assert await outbox.record(UnitOfWork(database_url), tmp_path, crisis()) == outbox.STORED
     assert outbox.pending(tmp_path) == []
     [event] = services.crisis_events(UnitOfWork(database_url), "conv-1")
     assert event["level"] == "crisis" and event["categories"] == ["suicidal_ideation"]
 
 
-def test_with_the_store_down_the_event_waits_and_then_bands_the_referral(database_url, tmp_path):
-    assert outbox.record(down(tmp_path), tmp_path, crisis()) == outbox.QUEUED
+async def test_with_the_store_down_the_event_waits_and_then_bands_the_referral(database_url, tmp_path):
+    assert await outbox.record(down(tmp_path), tmp_path, crisis()) == outbox.QUEUED
     [waiting] = outbox.pending(tmp_path)
     assert waiting["conversation_id"] == "conv-1" and "text" not in waiting
     assert services.crisis_events(UnitOfWork(database_url), "conv-1") == []
@@ -41,9 +41,9 @@ def test_with_the_store_down_the_event_waits_and_then_bands_the_referral(databas
     assert result.band == "emergency"
 
 
-def test_a_crisis_after_submission_escalates_through_the_outbox(database_url, tmp_path):
+async def test_a_crisis_after_submission_escalates_through_the_outbox(database_url, tmp_path):
     sent = services.submit_referral(UnitOfWork(database_url), submission("conv-2"))
-    assert outbox.record(down(tmp_path), tmp_path, crisis("conv-2")) == outbox.QUEUED
+    assert await outbox.record(down(tmp_path), tmp_path, crisis("conv-2")) == outbox.QUEUED
     outbox.flush(UnitOfWork(database_url), tmp_path)
     stored = services.find_referral(UnitOfWork(database_url), sent.reference)
     assert stored["crisis_flag"] is True and stored["urgency_band"] == "emergency"

@@ -28,7 +28,7 @@ questions. Which fields are risk narratives is in bot/dataset.yml.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bot.crisis import routing
 from bot.crisis.types import RANK, Assessment, raise_level
@@ -64,14 +64,10 @@ class Decision:
     store_answer: bool = False  # the message is the answer to the question being asked
     ask_again: bool = False  # ask the question once more, saying it can be skipped
     skip_field: bool = False  # the question is not asked a third time: recorded as skipped
-    flags: dict = field(default_factory=dict)
 
     @property
     def is_crisis(self) -> bool:
         return self.audience is not None
-
-
-NOTHING = Decision(None, None, None, "none", False, False, False)
 
 
 def decide(assessment: Assessment, state: State = State()) -> Decision:
@@ -100,7 +96,6 @@ def decide(assessment: Assessment, state: State = State()) -> Decision:
         store_answer=store,
         ask_again=ask_again,
         skip_field=skip,
-        flags={"crisis_level": level, "crisis_flag": flagged, "crisis_subject": assessment.subject},
     )
 
 

@@ -47,7 +47,6 @@ START_MESSAGE = "/greet"  # only the gateway may send an intent
 SHOW_QUESTION_MESSAGE = "/show_question"
 RESUME_MESSAGE = "/resume_conversation"
 GATEWAY_TOKEN_HEADER = "X-Gateway-Token"
-RECORD_TIMEOUT = 3.0
 RESUME_THROTTLE = web.AppKey("resume_throttle", staff_api.SignInThrottle)
 # Wrong pause codes allowed in 15 minutes: from one address, and from all
 # addresses together (a code opens a whole transcript, so guessing must not pay).
@@ -563,14 +562,7 @@ async def _record_shown(
     """A crisis event for wording the gateway saw shown: stored, or kept in the outbox."""
     settings = request.app[SETTINGS]
     item = outbox.event(conversation_id, level, subject, list(categories), source="gateway")
-    await asyncio.to_thread(outbox.put, settings.var_dir, item)  # on disk before anything else
-    try:
-        await asyncio.wait_for(
-            asyncio.to_thread(outbox.flush, UnitOfWork(settings.database_url), settings.var_dir),
-            timeout=RECORD_TIMEOUT,
-        )
-    except asyncio.TimeoutError:  # already in the outbox; the store is too slow to wait for
-        log.error("crisis event kept in the outbox: the referral store did not answer in time")
+    await outbox.record(UnitOfWork(settings.database_url), settings.var_dir, item)
 
 
 def _mark_crisis(request: web.Request, response: web.StreamResponse) -> None:
