@@ -9,6 +9,8 @@ referral-assistant crisis-check < messages.jsonl
 referral-assistant directory lookup POSTAL_CODE
 referral-assistant directory list
 referral-assistant staff add USERNAME --role triage|admin [--password-stdin]
+referral-assistant staff list | deactivate USERNAME | activate USERNAME
+referral-assistant staff role USERNAME triage|admin | new-code USERNAME
 referral-assistant keys new                  a new encryption key (first in line)
 referral-assistant keys rotate               re-encrypt everything under the newest key
 referral-assistant purge                     delete chat transcripts past their retention
@@ -58,6 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument(
         "--password-stdin", action="store_true", help="read the password from stdin instead of asking"
     )
+    staff_commands.add_parser("list", help="every account, its role and whether it is active")
+    for name, text in (
+        ("deactivate", "stop an account signing in; its sessions end at once"),
+        ("activate", "let a deactivated account sign in again"),
+        ("new-code", "a new authenticator key (a lost phone); the old one stops working"),
+    ):
+        staff_commands.add_parser(name, help=text).add_argument("username")
+    role = staff_commands.add_parser("role", help="change an account's role; its sessions end at once")
+    role.add_argument("username")
+    role.add_argument("role", choices=["triage", "admin"])
     keys = commands.add_parser("keys", help="encryption keys for personal data at rest")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     key_commands.add_parser(
@@ -251,11 +263,46 @@ def _directory(args, settings: Settings) -> int:
 
 
 def _staff(args, settings: Settings) -> int:
-    import getpass
-
     from bot import staff
     from bot.store.db import StoreUnavailable
     from bot.store.unit_of_work import UnitOfWork
+
+    store = UnitOfWork(settings.database_url)
+    try:
+        if args.staff_command == "add":
+            return _staff_add(args, store)
+        if args.staff_command == "list":
+            for account in staff.accounts(store):
+                state = "active" if account["active"] else "deactivated"
+                code = "" if account["second_factor"] else ", no authenticator key (run new-code)"
+                print(f"{account['username']}\t{account['role']}\t{state}{code}")
+            return 0
+        name = args.username.strip().lower()
+        if args.staff_command == "new-code":
+            _print_key(staff.new_code(store, name), name)
+            return 0
+        if args.staff_command == "role":
+            ended = staff.set_role(store, name, args.role)
+            print(f"{name} is now {args.role}; {ended} session(s) ended.")
+        else:
+            ended = staff.set_active(store, name, args.staff_command == "activate")
+            print(f"{name} is {args.staff_command}d; {ended} session(s) ended.")
+        return 0
+    except staff.StaffError as err:
+        done = "created" if args.staff_command == "add" else "changed"
+        print(f"{err} Nothing was {done}.", file=sys.stderr)
+        return 1
+    except StoreUnavailable as err:
+        print(
+            f"The referral store is not available ({err}). Run `referral-assistant migrate`?", file=sys.stderr
+        )
+        return 1
+
+
+def _staff_add(args, store) -> int:
+    import getpass
+
+    from bot import staff
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -264,23 +311,20 @@ def _staff(args, settings: Settings) -> int:
         if getpass.getpass("Same password again: ") != password:
             print("The two passwords differ. Nothing was created.", file=sys.stderr)
             return 1
-    try:
-        secret = staff.add_staff(UnitOfWork(settings.database_url), args.username, password, args.role)
-    except staff.StaffError as err:
-        print(f"{err} Nothing was created.", file=sys.stderr)
-        return 1
-    except StoreUnavailable as err:
-        print(
-            f"The referral store is not available ({err}). Run `referral-assistant migrate`?", file=sys.stderr
-        )
-        return 1
-    print(f"Created {args.role} account {args.username.strip().lower()}.")
-    if secret:
-        # Shown once: admins must add it to an authenticator app now.
-        print("Admins sign in with a code from an authenticator app. Add this account to the app now:")
-        print(f"  key: {secret}")
-        print(f"  or:  {staff.provisioning_uri(secret, args.username.strip().lower())}")
+    name = args.username.strip().lower()
+    secret = staff.add_staff(store, args.username, password, args.role)
+    print(f"Created {args.role} account {name}.")
+    _print_key(secret, name)
     return 0
+
+
+def _print_key(secret: str, name: str) -> None:
+    from bot import staff
+
+    # Shown once: it goes into an authenticator app now.
+    print("Staff sign in with a code from an authenticator app. Add this account to the app now:")
+    print(f"  key: {secret}")
+    print(f"  or:  {staff.provisioning_uri(secret, name)}")
 
 
 def _keys(args, settings: Settings) -> int:

@@ -26,6 +26,7 @@ defaults keep everything on loopback and in files under ``var/``.
 | CHAT_MESSAGES_PER_MINUTE | 30 (per conversation; more is refused as "busy") |
 | CHAT_IDLE_MINUTES   | 30 (a chat's session ends after this long idle; the pause code still works) |
 | PUBLIC_ORIGIN       | (none) the chat's https origin behind a proxy |
+| TRUSTED_PROXIES     | (none) proxies whose X-Forwarded-For is believed (networks, comma between) |
 | REFERRAL_PROFILE    | development (or production)          |
 | REFERRAL_ENCRYPTION_KEYS | generated once into <var>/encryption_keys |
 | RASA_INSTANCES      | 1 (more: a proxy on RASA_PORT in front of them) |
@@ -139,6 +140,7 @@ class Settings:
     profile: str = "development"
     tracker_url: str = ""
     public_origin: str = ""  # the chat's address as people see it, behind a proxy
+    trusted_proxies: tuple = ()  # networks whose X-Forwarded-For names the client (bot/web/limits.py)
     chat_messages_per_minute: int = 30
     chat_idle_minutes: float = 30.0  # a chat's session ends after this long without a message
     transcript_hours_after_submit: float = 24.0
@@ -185,6 +187,7 @@ class Settings:
             secret_file=var_dir / "session_secret",
             profile=profile,
             public_origin=env.get("PUBLIC_ORIGIN", "").rstrip("/"),
+            trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
             chat_messages_per_minute=int(_positive(env, "CHAT_MESSAGES_PER_MINUTE", 30)),
             chat_idle_minutes=_positive(env, "CHAT_IDLE_MINUTES", 30.0),
             transcript_hours_after_submit=_positive(env, "TRANSCRIPT_HOURS_AFTER_SUBMIT", 24.0),
@@ -305,6 +308,17 @@ def _instance_ports(env: dict[str, str], rasa_port: int) -> tuple[int, ...]:
             "none of them RASA_PORT"
         )
     return ports
+
+
+def _networks(env: dict[str, str], name: str) -> tuple:
+    from bot.web.limits import parse_networks
+
+    try:
+        return parse_networks(env.get(name, ""))
+    except ValueError as err:
+        raise ConfigError(
+            f"{name} must be addresses or networks such as 10.0.0.0/8, comma between: {err}"
+        ) from err
 
 
 def _port(env: dict[str, str], name: str, default: int) -> int:

@@ -3,7 +3,8 @@ and the outcome of a redirect.
 
 Each is a referral event with a timestamp and the member of staff, so the
 audit figures (bot/figures.py) can measure how fast urgent need is seen and
-whether redirects are safe. Nothing is ever overwritten: a later decision is
+whether redirects are safe, and an audit row in the same transaction.
+Nothing is ever overwritten: a later decision is
 a new event. A raised band is its own event (`escalated` at the decision,
 `risk_upgraded` at first contact), so the figures can count them.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
-from bot import triage
+from bot import staff, triage
 from bot.store.models import Referral, as_utc, utcnow
 from bot.store.unit_of_work import UnitOfWork
 
@@ -91,6 +92,7 @@ def record_decision(
         if note:
             detail["note"] = note
         uow.referrals.add_event(row, "decision", **detail)
+        staff.add_audit(uow, who, "record_decision", row.reference)
         uow.commit()
         return {"reference": row.reference, "status": row.status, "band": row.urgency_band}
 
@@ -128,6 +130,7 @@ def record_first_contact(
         if note:
             detail["note"] = note
         uow.referrals.add_event(row, "first_contact", **detail)
+        staff.add_audit(uow, who, "record_first_contact", row.reference)
         uow.commit()
         return {"reference": row.reference, "status": row.status, "band": row.urgency_band}
 
@@ -141,6 +144,7 @@ def record_redirect_outcome(uow: UnitOfWork, reference: str, who: str, outcome: 
         if row.status != STATUS["redirect"]:
             raise DecisionError("not_redirected")
         uow.referrals.add_event(row, "redirect_outcome", by=who, outcome=outcome)
+        staff.add_audit(uow, who, "record_redirect_outcome", row.reference)
         uow.commit()
         return {"reference": row.reference, "status": row.status, "outcome": outcome}
 

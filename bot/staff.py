@@ -1,10 +1,14 @@
-"""Staff accounts: passwords under a memory-hard KDF, and TOTP for admins.
+"""Staff accounts: passwords under a memory-hard KDF, and a second factor for all.
 
 Passwords: argon2id (argon2-cffi); older scrypt (RFC 7914) hashes verify
-and are rehashed at the next sign-in. RFC 6238 TOTP (HMAC-SHA1, 6 digits,
-30-second steps, as authenticator apps expect).
+and are rehashed at the next sign-in. Every account can read referrals, so
+every account signs in with a code from an authenticator app too: RFC 6238
+TOTP (HMAC-SHA1, 6 digits, 30-second steps), each code accepted once.
 There is never a default account or password: the first admin is created
 with `referral-assistant staff add NAME --role admin`.
+
+Every change to an account, every sign-in and every failed one is written to
+the audit trail in the same transaction as the change itself.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import argon2
-from sqlalchemy import case, select
+from sqlalchemy import case, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from bot.store.models import AuditEvent, Referral, StaffSession, StaffUser, as_utc, utcnow
@@ -142,8 +146,8 @@ def provisioning_uri(secret: str, username: str, issuer: str = "Referral assista
 # ---------------------------------------------------------------- accounts
 
 
-def add_staff(uow: UnitOfWork, username: str, password: str, role: str) -> str | None:
-    """Create an account. Returns the TOTP secret for an admin (shown once), else None."""
+def add_staff(uow: UnitOfWork, username: str, password: str, role: str, by: str = "cli") -> str:
+    """Create an account. Returns its TOTP secret, to show once."""
     username = username.strip().lower()
     if not _USERNAME.match(username):
         raise StaffError("A username is 2 to 40 lower-case letters, digits, dots, dashes or underscores.")
@@ -152,11 +156,12 @@ def add_staff(uow: UnitOfWork, username: str, password: str, role: str) -> str |
     problem = password_problem(password)
     if problem:
         raise StaffError(problem)
-    secret = new_totp_secret() if role == "admin" else None
+    secret = new_totp_secret()
     with uow:
         uow.session.add(
             StaffUser(username=username, password_hash=hash_password(password), role=role, totp_secret=secret)
         )
+        uow.session.add(_audit_row(by, "add_account", account=username, role=role))
         try:
             uow.commit()
         except IntegrityError as err:
@@ -165,32 +170,100 @@ def add_staff(uow: UnitOfWork, username: str, password: str, role: str) -> str |
 
 
 def authenticate(uow: UnitOfWork, username: str, password: str, code: str | None = None) -> StaffUser | None:
-    """The account, if the password (and for an admin the TOTP code) is right; else None.
+    """The account, if it is active and both the password and the TOTP code are right; else None.
 
-    A wrong username still costs one hash, so timing does not tell which part was wrong.
+    A wrong username still costs one hash, so timing does not tell which part
+    was wrong. A failure is audited under the account's name when there is
+    such an account (an unknown name is not stored: it may be a mistyped password).
     """
     with uow:
         user = uow.session.query(StaffUser).filter_by(username=username.strip().lower()).one_or_none()
         if user is None or not user.active:
             verify_password(password, _dummy_hash())
-            return None
-        if not verify_password(password, user.password_hash):
-            return None
-        if user.role == "admin":
-            step = (
-                verify_totp(user.totp_secret, code or "", after_step=user.totp_last_step)
-                if user.totp_secret
-                else None
-            )
-            if step is None:
-                return None
+            reason = "unknown_account" if user is None else "inactive"
+        elif not verify_password(password, user.password_hash):
+            reason = "password"
+        elif (step := _code_step(user, code)) is None:
+            reason = "code"
+        else:
             user.totp_last_step = step  # a replay of this code is refused from now on
+            if needs_rehash(user.password_hash):
+                user.password_hash = hash_password(password)
             uow.commit()
-        if needs_rehash(user.password_hash):
-            user.password_hash = hash_password(password)
-            uow.commit()
-        uow.session.expunge(user)
-        return user
+            uow.session.expunge(user)
+            return user
+        uow.session.add(_audit_row(user.username if user else "-", "sign_in_failed", reason=reason))
+        uow.commit()
+        return None
+
+
+def _code_step(user: StaffUser, code: str | None) -> int | None:
+    if not user.totp_secret:  # made before every account had a second factor: `staff new-code`
+        return None
+    return verify_totp(user.totp_secret, code or "", after_step=user.totp_last_step)
+
+
+def _account(uow: UnitOfWork, username: str) -> StaffUser:
+    user = uow.session.scalars(
+        select(StaffUser).where(StaffUser.username == username.strip().lower())
+    ).one_or_none()
+    if user is None:
+        raise StaffError(f"There is no account called {username.strip().lower()}.")
+    return user
+
+
+def _end_sessions(uow: UnitOfWork, username: str) -> int:
+    return uow.session.execute(delete(StaffSession).where(StaffSession.staff_username == username)).rowcount
+
+
+def set_active(uow: UnitOfWork, username: str, active: bool, by: str = "cli") -> int:
+    """Deactivate (or reactivate) an account. Its sessions end at once; returns how many."""
+    with uow:
+        user = _account(uow, username)
+        user.active = active
+        ended = _end_sessions(uow, user.username)
+        uow.session.add(_audit_row(by, "activate" if active else "deactivate", account=user.username))
+        uow.commit()
+        return ended
+
+
+def set_role(uow: UnitOfWork, username: str, role: str, by: str = "cli") -> int:
+    """Change an account's role. Its sessions end at once; returns how many."""
+    if role not in ROLES:
+        raise StaffError(f"The role must be one of: {', '.join(ROLES)}.")
+    with uow:
+        user = _account(uow, username)
+        before, user.role = user.role, role
+        ended = _end_sessions(uow, user.username)
+        uow.session.add(_audit_row(by, "change_role", account=user.username, role=role, **{"from": before}))
+        uow.commit()
+        return ended
+
+
+def new_code(uow: UnitOfWork, username: str, by: str = "cli") -> str:
+    """A new TOTP secret for an account (a lost phone, or an account made before
+    every account had one). The old one stops working and its sessions end."""
+    secret = new_totp_secret()
+    with uow:
+        user = _account(uow, username)
+        user.totp_secret, user.totp_last_step = secret, None
+        _end_sessions(uow, user.username)
+        uow.session.add(_audit_row(by, "new_code", account=user.username))
+        uow.commit()
+    return secret
+
+
+def accounts(uow: UnitOfWork) -> list[dict]:
+    with uow:
+        return [
+            {
+                "username": u.username,
+                "role": u.role,
+                "active": u.active,
+                "second_factor": bool(u.totp_secret),
+            }
+            for u in uow.session.scalars(select(StaffUser).order_by(StaffUser.username))
+        ]
 
 
 @functools.lru_cache(maxsize=1)
@@ -215,12 +288,13 @@ def _token_hash(token: str) -> str:
 
 
 def start_session(uow: UnitOfWork, user: StaffUser) -> str:
-    """A new session token for the cookie; only its hash is stored."""
+    """A new session token for the cookie (only its hash is stored), and the sign-in audited."""
     token = secrets.token_urlsafe(32)
     with uow:
         uow.session.add(
             StaffSession(token_hash=_token_hash(token), staff_username=user.username, role=user.role)
         )
+        uow.session.add(_audit_row(user.username, "sign_in"))
         uow.commit()
     return token
 
@@ -266,13 +340,19 @@ def end_session(uow: UnitOfWork, token: str | None) -> None:
 # ---------------------------------------------------------------- audit and the queue
 
 
+def _audit_row(who: str, action: str, reference: str | None = None, **detail) -> AuditEvent:
+    return AuditEvent(staff_username=who[:40], action=action, referral_reference=reference, detail=detail)
+
+
+def add_audit(uow: UnitOfWork, who: str, action: str, reference: str | None = None, **detail) -> None:
+    """An audit row in the caller's transaction: it is stored with the change or not at all."""
+    uow.session.add(_audit_row(who, action, reference, **detail))
+
+
 def audit(uow: UnitOfWork, who: SignedIn, action: str, reference: str | None = None, **detail) -> None:
+    """Audit a view (nothing else changes): its own transaction."""
     with uow:
-        uow.session.add(
-            AuditEvent(
-                staff_username=who.username, action=action, referral_reference=reference, detail=detail
-            )
-        )
+        add_audit(uow, who.username, action, reference, **detail)
         uow.commit()
 
 
@@ -287,6 +367,7 @@ def audit_trail(uow: UnitOfWork, reference: str | None = None) -> list[dict]:
                 "who": e.staff_username,
                 "action": e.action,
                 "reference": e.referral_reference,
+                "detail": dict(e.detail or {}),
             }
             for e in uow.session.scalars(query)
         ]

@@ -5,19 +5,39 @@ id, event type, time and, for slot events, the slot's name are in clear.
 The store is a SQLite file by default and PostgreSQL in production
 (``Settings.tracker_url``).
 
-Deleting is safe while Rasa runs: Rasa only appends events it has not
-stored yet, so it never writes deleted rows back; a conversation that goes
-on after a purge simply starts again.
+Deleting sticks while Rasa runs. Rasa appends the events it counts as not
+yet stored, so a turn in flight when its conversation is deleted would
+write the whole conversation back (the count is 0 after a delete). So a
+delete leaves a tombstone (`conversation_tombstones`: the id and a time) in
+the same transaction, and the tracker store writes nothing for a conversation
+with a tombstone. Both take the conversation's lock first: a PostgreSQL
+advisory lock; SQLite lets one writer at a time, and the tracker store checks
+for a tombstone only once its own write has begun. A deleted conversation's
+id is never used again: the browser gets a new one.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import time
 from collections.abc import Collection
 from pathlib import Path
 
-from sqlalchemy import bindparam, create_engine, inspect, text
+from sqlalchemy import (
+    Column,
+    Float,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    create_engine,
+    delete,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -31,6 +51,36 @@ def engine(tracker_url: str) -> Engine:
     if make_url(tracker_url).get_backend_name() == "sqlite":
         return create_engine(tracker_url, future=True, connect_args={"timeout": 15})
     return create_engine(tracker_url, future=True, pool_pre_ping=True, pool_size=2)
+
+
+TOMBSTONES = Table(
+    "conversation_tombstones",
+    MetaData(),
+    Column("sender_id", String(255), primary_key=True),
+    Column("deleted_at", Float, nullable=False),
+)
+TOMBSTONE_DAYS = 30  # longer than any cookie or pause code that could name the conversation
+_BATCH = 200
+
+
+def ensure_tombstones(connection) -> None:
+    TOMBSTONES.create(connection, checkfirst=True)
+
+
+def lock_conversation(connection, conversation_id: str) -> None:
+    """Hold the conversation's lock until the transaction ends (PostgreSQL;
+    SQLite already lets only one writer in at a time)."""
+    dialect = connection.dialect if hasattr(connection, "dialect") else connection.get_bind().dialect
+    if dialect.name == "postgresql":
+        digest = hashlib.sha256(b"conversation:" + conversation_id.encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def is_deleted(connection, conversation_id: str) -> bool:
+    query = select(TOMBSTONES.c.sender_id).where(TOMBSTONES.c.sender_id == conversation_id)
+    found = connection.execute(query).first()
+    return found is not None
 
 
 def _exists(tracker_url: str) -> bool:
@@ -62,20 +112,44 @@ def delete_conversation(tracker_url: str, conversation_id: str) -> int:
 
 
 def delete_conversations(tracker_url: str, conversation_ids: Collection[str]) -> int:
+    """Delete every stored event of these conversations, each under its lock and
+    with a tombstone, so a turn in flight writes nothing back. Returns the rows removed."""
     if not conversation_ids or not _exists(tracker_url):
         return 0
     statement = text("DELETE FROM events WHERE sender_id IN :senders").bindparams(
         bindparam("senders", expanding=True)
     )
+    ids = sorted(set(conversation_ids))  # one lock order for every deleter
+    now = time.time()
+    removed = 0
     try:
         with engine(tracker_url).begin() as connection:
-            if not _has_events_table(connection):
+            ensure_tombstones(connection)
+            has_events = _has_events_table(connection)
+        for start in range(0, len(ids), _BATCH):
+            batch = ids[start : start + _BATCH]
+            with engine(tracker_url).begin() as connection:
+                for conversation_id in batch:
+                    lock_conversation(connection, conversation_id)
+                connection.execute(delete(TOMBSTONES).where(TOMBSTONES.c.sender_id.in_(batch)))
+                connection.execute(TOMBSTONES.insert(), [{"sender_id": i, "deleted_at": now} for i in batch])
+                if has_events:
+                    removed += connection.execute(statement, {"senders": batch}).rowcount
+    except SQLAlchemyError as err:
+        raise StoreUnavailable(type(err).__name__) from err
+    return removed
+
+
+def forget_tombstones(tracker_url: str, now: float | None = None) -> int:
+    """Tombstones older than TOMBSTONE_DAYS: nothing can name their conversation any more."""
+    if not _exists(tracker_url):
+        return 0
+    cutoff = (time.time() if now is None else now) - TOMBSTONE_DAYS * 86400
+    try:
+        with engine(tracker_url).begin() as connection:
+            if not inspect(connection).has_table(TOMBSTONES.name):
                 return 0
-            removed = 0
-            ids = list(conversation_ids)
-            for start in range(0, len(ids), 500):
-                removed += connection.execute(statement, {"senders": ids[start : start + 500]}).rowcount
-            return removed
+            return connection.execute(delete(TOMBSTONES).where(TOMBSTONES.c.deleted_at < cutoff)).rowcount
     except SQLAlchemyError as err:
         raise StoreUnavailable(type(err).__name__) from err
 
@@ -107,7 +181,9 @@ def last_active(tracker_url: str) -> dict[str, float]:
 def last_steps(tracker_url: str) -> dict[str, tuple[str | None, float]]:
     """For each stored conversation: the last question its form asked (a field
     name, or None before the first question) and when it was last active (a
-    Unix time). Reads only `requested_slot` events: never what anyone typed.
+    Unix time). Reads only slot events, and of those only `requested_slot`:
+    never what anyone typed. (The slot's name is inside the encrypted data:
+    no plain column names a slot, intent or action.)
     """
     active = last_active(tracker_url)
     if not active:
@@ -117,14 +193,11 @@ def last_steps(tracker_url: str) -> dict[str, tuple[str | None, float]]:
     try:
         with engine(tracker_url).connect() as connection:
             for sender, data in connection.execute(
-                text(
-                    "SELECT sender_id, data FROM events "
-                    "WHERE type_name = 'slot' AND action_name = 'requested_slot' ORDER BY id"
-                )
+                text("SELECT sender_id, data FROM events WHERE type_name = 'slot' ORDER BY id")
             ):
-                value = json.loads(keyring.decrypt(data)).get("value")
-                if isinstance(value, str):
-                    steps[sender] = value
+                event = json.loads(keyring.decrypt(data))
+                if event.get("name") == "requested_slot" and isinstance(event.get("value"), str):
+                    steps[sender] = event["value"]
     except SQLAlchemyError as err:
         raise StoreUnavailable(type(err).__name__) from err
     return {sender: (steps.get(sender), at) for sender, at in active.items()}

@@ -126,8 +126,8 @@ def drop_postgres_database(name: str) -> None:
 
 
 def _reset_postgres(url: str) -> None:
-    """Drop every table the models define, Alembic's version table and Rasa's
-    tracker table (test_retention.py keeps chats in the same test database)."""
+    """Drop every table the models define, Alembic's version table and the
+    tracker's tables (test_retention.py keeps chats in the same test database)."""
     from sqlalchemy import text
 
     from bot.store.db import engine_for
@@ -138,6 +138,7 @@ def _reset_postgres(url: str) -> None:
     with engine.begin() as connection:
         connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
         connection.execute(text("DROP TABLE IF EXISTS events"))
+        connection.execute(text("DROP TABLE IF EXISTS conversation_tombstones"))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -317,11 +318,29 @@ def settings_env(monkeypatch, tmp_path):
 PASSWORD = "correct horse battery staple"
 
 
+STAFF = {"tom": "triage", "ada": "admin"}
+
+
+def fresh_code(client, username: str) -> str:
+    """A code the account will accept now. Each code works once, and tests
+    sign in more often than every 30 seconds, so the account's last accepted
+    step is forgotten first (tests/test_staff.py tests that replays fail)."""
+    from bot import staff
+    from bot.store.models import StaffUser
+    from bot.store.unit_of_work import UnitOfWork
+
+    username = username.strip().lower()
+    with UnitOfWork(client.url) as uow:
+        uow.session.query(StaffUser).filter_by(username=username).update({"totp_last_step": None})
+        uow.commit()
+    return staff.totp(client.secrets[username])
+
+
 @pytest.fixture
 async def desk(tmp_path):
     """The web service on a fresh SQLite store, with a triage account (tom) and
-    an admin (ada, whose TOTP secret is ``desk.admin_secret``). ``desk.url`` is
-    the store and ``desk.settings`` the service's settings."""
+    an admin (ada); ``desk.secrets`` holds their TOTP secrets (``fresh_code``
+    makes a code). ``desk.url`` is the store and ``desk.settings`` the service's settings."""
     import dataclasses
 
     from aiohttp.test_utils import TestClient, TestServer
@@ -334,11 +353,10 @@ async def desk(tmp_path):
 
     url = f"sqlite:///{tmp_path / 'referrals.db'}"
     upgrade(url)
-    staff.add_staff(UnitOfWork(url), "tom", PASSWORD, "triage")
-    secret = staff.add_staff(UnitOfWork(url), "ada", PASSWORD, "admin")
+    secrets = {name: staff.add_staff(UnitOfWork(url), name, PASSWORD, role) for name, role in STAFF.items()}
     settings = dataclasses.replace(Settings.from_env({"REFERRAL_VAR_DIR": str(tmp_path)}), database_url=url)
     client = TestClient(TestServer(create_app(settings)))
     await client.start_server()
-    client.url, client.admin_secret, client.settings = url, secret, settings
+    client.url, client.secrets, client.settings = url, secrets, settings
     yield client
     await client.close()

@@ -60,9 +60,11 @@ async def rasa():
 async def make_client(rasa, tmp_path):
     clients = []
 
-    async def make(timeout=10.0, limits=None):
+    async def make(timeout=10.0, limits=None, **env):
         settings = dataclasses.replace(
-            Settings.from_env({"REFERRAL_VAR_DIR": str(tmp_path)}), rasa_url=rasa.url, rasa_timeout=timeout
+            Settings.from_env({"REFERRAL_VAR_DIR": str(tmp_path), **env}),
+            rasa_url=rasa.url,
+            rasa_timeout=timeout,
         )
         client = TestClient(TestServer(create_app(settings, limits)))
         await client.start_server()
@@ -435,19 +437,39 @@ async def test_eleven_wrong_pause_codes_from_one_address_are_refused_for_a_while
     assert (await client.post("/api/chat/resume", json={"code": code})).status == 429
 
 
-def test_the_pause_code_limit_is_per_address_and_in_all():
-    from bot.web.app import _EVERYONE, RESUME_TRIES_IN_ALL, RESUME_TRIES_PER_ADDRESS
-    from bot.web.staff import SignInThrottle
+async def test_a_right_pause_code_from_another_address_works_after_one_address_is_refused(
+    make_client, rasa, tmp_path
+):
+    from bot import resume
+    from bot.store.migrate import upgrade
+    from bot.store.unit_of_work import UnitOfWork
 
-    throttle = SignInThrottle(per_user=RESUME_TRIES_IN_ALL, per_address=RESUME_TRIES_PER_ADDRESS)
+    url = f"sqlite:///{tmp_path / 'referrals.db'}"
+    upgrade(url)
+    client = await make_client(TRUSTED_PROXIES="127.0.0.1, ::1")  # as behind the TLS proxy
+    code = resume.issue(UnitOfWork(url), "paused-conversation", client.app[SECRET], days=7)
+    guesser, owner = {"X-Forwarded-For": "203.0.113.66"}, {"X-Forwarded-For": "198.51.100.23"}
+    for _ in range(11):
+        last = await client.post("/api/chat/resume", json={"code": "ZZZZ-ZZZZ"}, headers=guesser)
+    assert last.status == 429
+    assert (await client.post("/api/chat/resume", json={"code": code}, headers=guesser)).status == 429
+    opened = await client.post("/api/chat/resume", json={"code": code}, headers=owner)
+    assert opened.status == 200 and rasa.received[-1]["sender"] == "paused-conversation"
+
+
+def test_the_pause_code_limit_is_per_address_and_in_all():
+    from bot.web.app import RESUME_TRIES_IN_ALL, RESUME_TRIES_PER_ADDRESS
+    from bot.web.limits import AttemptLimit
+
+    limit = AttemptLimit(per_address=RESUME_TRIES_PER_ADDRESS, in_all=RESUME_TRIES_IN_ALL)
     for _ in range(RESUME_TRIES_PER_ADDRESS):
-        throttle.failed(_EVERYONE, "203.0.113.1", now=0)
-    assert throttle.wait(_EVERYONE, "203.0.113.1", now=1) > 0
-    assert throttle.wait(_EVERYONE, "198.51.100.7", now=1) == 0  # another address may still try
+        limit.failed("203.0.113.1", now=0)
+    assert limit.wait("203.0.113.1", now=1) > 0
+    assert limit.wait("198.51.100.7", now=1) == 0  # another address may still try
     for i in range(RESUME_TRIES_IN_ALL):
-        throttle.failed(_EVERYONE, f"10.0.{i // 250}.{i % 250}", now=2)
-    assert throttle.wait(_EVERYONE, "198.51.100.7", now=3) > 0  # guessing from many addresses stops too
-    assert throttle.wait(_EVERYONE, "198.51.100.7", now=16 * 60) == 0  # and the window passes
+        limit.failed(f"10.0.{i // 250}.{i % 250}", now=2)
+    assert limit.wait("198.51.100.7", now=3) > 0  # guessing from many addresses stops too
+    assert limit.wait("198.51.100.7", now=16 * 60) == 0  # and the window passes
 
 
 # ---------------------------------------------------------------- sessions that end

@@ -36,6 +36,7 @@ async def stores(database_url, tmp_path, domain):
     tracker = EncryptedSQLTrackerStore(domain, url=tracker_url)
     with transcripts.engine(tracker_url).begin() as connection:
         connection.exec_driver_sql("DELETE FROM events")
+        connection.exec_driver_sql("DELETE FROM conversation_tombstones")
     return database_url, tracker_url, tracker
 
 
@@ -91,4 +92,106 @@ def test_purge_on_the_command_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("REFERRAL_VAR_DIR", str(tmp_path))
     assert cli.main(["purge"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"submitted": 0, "idle": 0, "events": 0}
+    assert json.loads(capsys.readouterr().out) == {"submitted": 0, "idle": 0, "events": 0, "codes": 0}
+
+
+# ---------------------------------------------------------------- deletion that sticks
+
+
+def turn(domain, sender: str, texts: list[str]) -> DialogueStateTracker:
+    events = [UserUttered(t, timestamp=NOW.timestamp() + i) for i, t in enumerate(texts)]
+    return DialogueStateTracker.from_events(sender, events, domain.slots)
+
+
+async def test_a_turn_in_flight_during_a_delete_writes_nothing_back(stores, domain):
+    url, tracker_url, tracker = stores
+    await tracker.save(turn(domain, "deleted-mid-turn", ["hello", "my name"]))
+    in_flight = await tracker.retrieve("deleted-mid-turn")  # Rasa has read the conversation...
+    assert (
+        transcripts.delete_conversation(tracker_url, "deleted-mid-turn") == 2
+    )  # ...the person deletes it...
+    in_flight.update(UserUttered("my date of birth", timestamp=NOW.timestamp() + 9))
+    await tracker.save(in_flight)  # ...and the turn ends: Rasa saves the tracker it holds
+    assert transcripts.count_events(tracker_url, "deleted-mid-turn") == 0
+    assert await tracker.retrieve("deleted-mid-turn") is None
+    await tracker.save(turn(domain, "someone-else", ["hello"]))  # other conversations are untouched
+    assert transcripts.count_events(tracker_url, "someone-else") == 1
+
+
+async def test_a_turn_in_flight_during_a_purge_writes_nothing_back(stores, domain):
+    url, tracker_url, tracker = stores
+    from bot.store.models import ResumeCode
+
+    await chat(tracker, domain, "idle-for-ever", NOW - 8 * DAY)
+    resume.issue(UnitOfWork(url), "idle-for-ever", b"k" * 32, days=1)
+    with UnitOfWork(url) as uow:  # the code ran out a day before the purge
+        uow.session.query(ResumeCode).filter_by(conversation_id="idle-for-ever").update(
+            {"expires_at": NOW + DAY}
+        )
+        uow.commit()
+    in_flight = await tracker.retrieve("idle-for-ever")
+    purged = retention.purge(UnitOfWork(url), tracker_url, retention.Retention(), now=NOW + 2 * DAY)
+    assert purged.idle == 1 and purged.codes == 1  # the code went with the transcript
+    in_flight.update(UserUttered("I am back", timestamp=NOW.timestamp()))
+    await tracker.save(in_flight)
+    assert transcripts.count_events(tracker_url, "idle-for-ever") == 0
+
+
+async def test_turns_racing_deletes_leave_nothing_behind(stores, domain):
+    """Saves and deletes at the same moment, from two threads, many times over:
+    whichever goes first, nothing of a deleted conversation is left."""
+    import asyncio
+    import threading
+
+    url, tracker_url, tracker = stores
+    for n in range(15):
+        sender = f"race-{n}"
+        await tracker.save(turn(domain, sender, ["hello"]))
+        in_flight = turn(domain, sender, ["hello", "more", "and more"])
+        start = threading.Barrier(2)
+
+        def save(start=start, in_flight=in_flight):
+            start.wait()
+            asyncio.run(tracker.save(in_flight))
+
+        def delete(start=start, sender=sender):
+            start.wait()
+            transcripts.delete_conversation(tracker_url, sender)
+
+        threads = [threading.Thread(target=save), threading.Thread(target=delete)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert transcripts.count_events(tracker_url, sender) == 0, n
+
+
+async def test_old_tombstones_are_forgotten_after_30_days(stores, domain):
+    url, tracker_url, tracker = stores
+    transcripts.delete_conversation(tracker_url, "long-gone")
+    assert transcripts.forget_tombstones(tracker_url, now=NOW.timestamp()) == 0
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=31)
+    assert transcripts.forget_tombstones(tracker_url, now=later.timestamp()) == 1
+
+
+async def test_no_intent_action_or_slot_name_is_stored_in_clear(stores, domain):
+    from rasa.shared.core.events import ActionExecuted, SlotSet
+    from sqlalchemy import text
+
+    url, tracker_url, tracker = stores
+    events = [
+        UserUttered("text", {"name": "crisis_imminent", "confidence": 1.0}, timestamp=NOW.timestamp()),
+        ActionExecuted("action_crisis_response", timestamp=NOW.timestamp()),
+        SlotSet("crisis_flag", True, timestamp=NOW.timestamp()),
+        SlotSet("requested_slot", "full_name", timestamp=NOW.timestamp()),
+    ]
+    await tracker.save(DialogueStateTracker.from_events("named", events, domain.slots))
+    with transcripts.engine(tracker_url).connect() as connection:
+        rows = connection.execute(
+            text("SELECT type_name, intent_name, action_name FROM events WHERE sender_id = 'named'")
+        ).all()
+    assert rows and all(intent is None and action is None for _, intent, action in rows)
+    assert {t for t, _, _ in rows} == {"user", "action", "slot"}
+    assert transcripts.last_steps(tracker_url)["named"][0] == "full_name"  # still read, from the sealed data
+    back = await tracker.retrieve("named")
+    assert back.latest_message.intent["name"] == "crisis_imminent" and back.get_slot("crisis_flag") is True

@@ -43,7 +43,7 @@ def test_accounts_need_a_real_password_and_a_known_role_and_are_never_duplicated
         staff.add_staff(UnitOfWork(database_url), "ana", "short", "triage")
     with pytest.raises(staff.StaffError, match="role"):
         staff.add_staff(UnitOfWork(database_url), "ana", PASSWORD, "superuser")
-    assert staff.add_staff(UnitOfWork(database_url), "Ana", PASSWORD, "triage") is None
+    assert staff.add_staff(UnitOfWork(database_url), "Ana", PASSWORD, "triage")  # its TOTP key
     with pytest.raises(staff.StaffError, match="already an account"):
         staff.add_staff(UnitOfWork(database_url), "ana", PASSWORD, "triage")
     with UnitOfWork(database_url) as uow:
@@ -51,16 +51,44 @@ def test_accounts_need_a_real_password_and_a_known_role_and_are_never_duplicated
         assert user.username == "ana" and PASSWORD not in user.password_hash
 
 
-def test_sign_in_checks_the_password_and_for_admins_the_second_factor(database_url):
-    staff.add_staff(UnitOfWork(database_url), "tom", PASSWORD, "triage")
-    secret = staff.add_staff(UnitOfWork(database_url), "ada", PASSWORD, "admin")
-    assert staff.authenticate(UnitOfWork(database_url), "tom", PASSWORD).role == "triage"
-    assert staff.authenticate(UnitOfWork(database_url), "tom", "wrong password!!") is None
-    assert staff.authenticate(UnitOfWork(database_url), "nobody", PASSWORD) is None
-    assert staff.authenticate(UnitOfWork(database_url), "ada", PASSWORD) is None  # no code
-    wrong = str((int(staff.totp(secret)) + 500_000) % 1_000_000).zfill(6)
+def test_sign_in_checks_the_password_and_the_second_factor_for_every_role(database_url):
+    tom = staff.add_staff(UnitOfWork(database_url), "tom", PASSWORD, "triage")
+    ada = staff.add_staff(UnitOfWork(database_url), "ada", PASSWORD, "admin")
+    assert tom and ada and tom != ada  # every account that can read referrals has a key
+    assert staff.authenticate(UnitOfWork(database_url), "tom", PASSWORD) is None  # no code
+    assert staff.authenticate(UnitOfWork(database_url), "tom", "wrong password!!", staff.totp(tom)) is None
+    assert staff.authenticate(UnitOfWork(database_url), "tom", PASSWORD, staff.totp(tom)).role == "triage"
+    assert staff.authenticate(UnitOfWork(database_url), "nobody", PASSWORD, staff.totp(tom)) is None
+    assert (
+        staff.authenticate(UnitOfWork(database_url), "ada", PASSWORD, staff.totp(tom)) is None
+    )  # tom's code
+    wrong = str((int(staff.totp(ada)) + 500_000) % 1_000_000).zfill(6)
     assert staff.authenticate(UnitOfWork(database_url), "ada", PASSWORD, wrong) is None
-    assert staff.authenticate(UnitOfWork(database_url), "ada", PASSWORD, staff.totp(secret)).role == "admin"
+    assert staff.authenticate(UnitOfWork(database_url), "ada", PASSWORD, staff.totp(ada)).role == "admin"
+
+
+def test_failed_sign_ins_are_audited_without_what_was_typed(database_url):
+    tom = staff.add_staff(UnitOfWork(database_url), "tom", PASSWORD, "triage")
+    staff.authenticate(UnitOfWork(database_url), "tom", "wrong password!!", staff.totp(tom))
+    wrong = str((int(staff.totp(tom)) + 500_000) % 1_000_000).zfill(6)
+    staff.authenticate(UnitOfWork(database_url), "Tom", PASSWORD, wrong)
+    staff.authenticate(UnitOfWork(database_url), "my password 123", PASSWORD, "123456")  # a slip of the keys
+    trail = staff.audit_trail(UnitOfWork(database_url))
+    assert [(e["who"], e["action"], e["detail"]) for e in trail] == [
+        ("cli", "add_account", {"account": "tom", "role": "triage"}),
+        ("tom", "sign_in_failed", {"reason": "password"}),
+        ("tom", "sign_in_failed", {"reason": "code"}),
+        ("-", "sign_in_failed", {"reason": "unknown_account"}),
+    ]
+
+
+def test_an_account_made_before_every_role_had_a_key_signs_in_after_new_code(database_url):
+    with UnitOfWork(database_url) as uow:
+        uow.session.add(StaffUser(username="old", password_hash=staff.hash_password(PASSWORD), role="triage"))
+        uow.commit()
+    assert staff.authenticate(UnitOfWork(database_url), "old", PASSWORD, "123456") is None
+    secret = staff.new_code(UnitOfWork(database_url), "old")
+    assert staff.authenticate(UnitOfWork(database_url), "old", PASSWORD, staff.totp(secret)) is not None
 
 
 def test_the_cli_creates_the_first_admin_and_shows_the_key_once(tmp_path):
@@ -85,6 +113,14 @@ def test_the_cli_creates_the_first_admin_and_shows_the_key_once(tmp_path):
     assert weak.returncode == 1 and "Nothing was created" in weak.stderr
 
 
+KEY = staff.new_totp_secret()
+
+
+def code(secret: str, later: bool = False) -> str:
+    """This step's code, or the next step's (accepted once for clock drift)."""
+    return staff.totp(secret, time.time() + (staff.TOTP_STEP if later else 0))
+
+
 def test_an_old_scrypt_hash_still_signs_in_and_is_replaced_by_argon2id(database_url):
     from bot.store.models import StaffUser
     from bot.store.unit_of_work import UnitOfWork
@@ -92,16 +128,16 @@ def test_an_old_scrypt_hash_still_signs_in_and_is_replaced_by_argon2id(database_
     old = staff._scrypt_hash(PASSWORD)
     assert staff.verify_password(PASSWORD, old) and staff.needs_rehash(old)
     with UnitOfWork(database_url) as uow:
-        uow.session.add(StaffUser(username="olga", password_hash=old, role="triage"))
+        uow.session.add(StaffUser(username="olga", password_hash=old, role="triage", totp_secret=KEY))
         uow.commit()
-    assert staff.authenticate(UnitOfWork(database_url), "olga", PASSWORD + "!") is None
+    assert staff.authenticate(UnitOfWork(database_url), "olga", PASSWORD + "!", code(KEY)) is None
     with UnitOfWork(database_url) as uow:
         assert uow.session.query(StaffUser).filter_by(username="olga").one().password_hash == old
-    assert staff.authenticate(UnitOfWork(database_url), "olga", PASSWORD) is not None
+    assert staff.authenticate(UnitOfWork(database_url), "olga", PASSWORD, code(KEY)) is not None
     with UnitOfWork(database_url) as uow:
         upgraded = uow.session.query(StaffUser).filter_by(username="olga").one().password_hash
     assert upgraded.startswith("$argon2id$") and not staff.needs_rehash(upgraded)
-    assert staff.authenticate(UnitOfWork(database_url), "olga", PASSWORD) is not None
+    assert staff.authenticate(UnitOfWork(database_url), "olga", PASSWORD, code(KEY, later=True)) is not None
 
 
 def test_a_totp_code_works_once(database_url):
@@ -125,12 +161,58 @@ def test_a_session_ends_when_the_account_is_deactivated_or_its_role_changes(data
     staff.add_staff(UnitOfWork(database_url), "ann", PASSWORD, "triage")
     tom, ann = _session_for(database_url, "tom"), _session_for(database_url, "ann")
     assert staff.current(UnitOfWork(database_url), tom) == staff.SignedIn("tom", "triage")
-    with UnitOfWork(database_url) as uow:
+    with UnitOfWork(database_url) as uow:  # changed behind the desk's back: each request re-checks
         uow.session.query(StaffUser).filter_by(username="tom").one().active = False
         uow.session.query(StaffUser).filter_by(username="ann").one().role = "admin"
         uow.commit()
     assert staff.current(UnitOfWork(database_url), tom) is None
     assert staff.current(UnitOfWork(database_url), ann) is None  # signs in again, with the new role's checks
+
+
+def test_deactivating_or_changing_a_role_ends_sessions_and_is_audited_with_the_change(database_url):
+    staff.add_staff(UnitOfWork(database_url), "tom", PASSWORD, "triage")
+    first, second = _session_for(database_url, "tom"), _session_for(database_url, "tom")
+    assert staff.set_role(UnitOfWork(database_url), "tom", "admin") == 2
+    assert staff.current(UnitOfWork(database_url), first) is None
+    third = _session_for(database_url, "tom")
+    assert staff.set_active(UnitOfWork(database_url), "TOM", False) == 1
+    assert staff.current(UnitOfWork(database_url), third) is None and second
+    with pytest.raises(staff.StaffError, match="no account called bob"):
+        staff.set_active(UnitOfWork(database_url), "bob", False)
+    actions = [(e["action"], e["detail"]) for e in staff.audit_trail(UnitOfWork(database_url))]
+    assert ("change_role", {"account": "tom", "role": "admin", "from": "triage"}) in actions
+    assert ("deactivate", {"account": "tom"}) in actions
+
+
+def test_the_cli_deactivates_changes_roles_and_lists_accounts(tmp_path):
+    from bot.store.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'referrals.db'}"
+    upgrade(url)
+    env = {"DATABASE_URL": url, "REFERRAL_VAR_DIR": str(tmp_path), "PATH": ""}
+
+    def cli(*args, stdin=""):
+        return subprocess.run(
+            [sys.executable, "-m", "bot.cli", "staff", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+
+    made = cli("add", "tom", "--role", "triage", "--password-stdin", stdin=PASSWORD + "\n")
+    assert made.returncode == 0 and "otpauth://totp/" in made.stdout  # triage accounts get a key too
+    token = _session_for(url, "tom")
+    assert cli("deactivate", "tom").stdout.strip() == "tom is deactivated; 1 session(s) ended."
+    assert staff.current(UnitOfWork(url), token) is None
+    assert cli("list").stdout.split("\n")[0] == "tom\ttriage\tdeactivated"
+    assert cli("activate", "tom").returncode == 0
+    assert cli("role", "tom", "admin").stdout.startswith("tom is now admin")
+    new = cli("new-code", "tom")
+    secret = new.stdout.split("key: ")[1].split()[0]
+    assert staff.authenticate(UnitOfWork(url), "tom", PASSWORD, staff.totp(secret)).role == "admin"
+    missing = cli("deactivate", "nobody")
+    assert missing.returncode == 1 and "no account called nobody" in missing.stderr
 
 
 def test_a_session_ends_after_12_hours_however_active(database_url):

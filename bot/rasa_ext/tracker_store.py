@@ -2,9 +2,13 @@
 
 ``EncryptedSQLTrackerStore`` is Rasa's SQL tracker store with each event's
 ``data`` (what a person typed, and every slot value) stored as a Fernet
-token (bot/crypto.py). The other columns (sender id, event type, time, and
-for slot events the slot's name) stay in clear, so retention and the
-drop-off figures can work without decrypting.
+token (bot/crypto.py). Only the sender id, the event type (user, bot,
+action, slot...) and the time stay in clear, so retention can work without
+decrypting. Rasa's ``intent_name`` and ``action_name`` columns are left
+empty: they would say "crisis_imminent" next to a conversation id, and Rasa
+rebuilds a tracker from ``data`` alone. A conversation that was deleted
+(a tombstone, bot/transcripts.py) is never written again, so a turn that
+was in flight during the delete cannot write it back.
 
 ``FailClosedTrackerStore`` replaces Rasa's ``FailSafeTrackerStore``, which on
 any database error carries on with an in-memory store, so answers are lost
@@ -20,9 +24,10 @@ from typing import Any
 
 from rasa.core.tracker_store import FailSafeTrackerStore, SQLTrackerStore
 from rasa.shared.core.trackers import DialogueStateTracker
-from rasa.shared.nlu.constants import INTENT_NAME_KEY
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import SQLAlchemyError
 
-from bot import crypto
+from bot import crypto, transcripts
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,11 @@ class EncryptedSQLTrackerStore(SQLTrackerStore):
 
     def __init__(self, domain=None, host: str | None = None, url: str | None = None, **kwargs: Any):
         super().__init__(domain=domain, host=url or host, **kwargs)
+        try:
+            with self.engine.begin() as connection:
+                prepare(connection)
+        except SQLAlchemyError as error:  # another instance starting at once; it made them
+            log.error("could not prepare the conversation store: %s", type(error).__name__)
 
     async def _retrieve(self, sender_id: str, fetch_events_from_all_sessions: bool):
         with self.session_scope() as session:
@@ -48,9 +58,11 @@ class EncryptedSQLTrackerStore(SQLTrackerStore):
         return None
 
     async def save(self, tracker: DialogueStateTracker) -> None:
-        """As Rasa's own save, with the event's data encrypted."""
+        """As Rasa's own save, with the event's data encrypted, no names in
+        clear, and nothing written for a deleted conversation."""
         await self.stream_events(tracker)
         with self.session_scope() as session:
+            transcripts.lock_conversation(session, tracker.sender_id)
             for event in self._additional_events(session, tracker):
                 data = event.as_dict()
                 session.add(
@@ -58,12 +70,31 @@ class EncryptedSQLTrackerStore(SQLTrackerStore):
                         sender_id=tracker.sender_id,
                         type_name=event.type_name,
                         timestamp=data.get("timestamp"),
-                        intent_name=data.get("parse_data", {}).get("intent", {}).get(INTENT_NAME_KEY),
-                        action_name=data.get("name"),
                         data=encode(data),
                     )
                 )
+            # Checked once this write has begun (SQLite: it holds the write lock
+            # now), so a delete either came first and is seen, or comes after
+            # and removes these rows too.
+            session.flush()
+            if transcripts.is_deleted(session, tracker.sender_id):
+                session.rollback()
+                log.info("a turn of a deleted conversation was not stored")
+                return
             session.commit()
+
+
+def prepare(connection) -> None:
+    """The tombstone table, and no names left in clear from before they were dropped."""
+    transcripts.ensure_tombstones(connection)
+    if not inspect(connection).has_table("events"):
+        return
+    connection.execute(
+        text(
+            "UPDATE events SET intent_name = NULL, action_name = NULL "
+            "WHERE intent_name IS NOT NULL OR action_name IS NOT NULL"
+        )
+    )
 
 
 def create_tables(url: str) -> None:
@@ -74,6 +105,8 @@ def create_tables(url: str) -> None:
     engine = create_engine(url, future=True)
     try:
         SQLTrackerStore.Base.metadata.create_all(engine)
+        with engine.begin() as connection:
+            prepare(connection)
     finally:
         engine.dispose()
 

@@ -31,6 +31,7 @@ from bot.store.db import StoreUnavailable
 from bot.store.unit_of_work import UnitOfWork
 from bot.web import desk, messages, session
 from bot.web import staff as staff_api
+from bot.web.limits import AttemptLimit, client_address
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
@@ -47,12 +48,11 @@ START_MESSAGE = "/greet"  # only the gateway may send an intent
 SHOW_QUESTION_MESSAGE = "/show_question"
 RESUME_MESSAGE = "/resume_conversation"
 GATEWAY_TOKEN_HEADER = "X-Gateway-Token"
-RESUME_THROTTLE = web.AppKey("resume_throttle", staff_api.SignInThrottle)
+RESUME_THROTTLE = web.AppKey("resume_throttle", AttemptLimit)
 # Wrong pause codes allowed in 15 minutes: from one address, and from all
 # addresses together (a code opens a whole transcript, so guessing must not pay).
 RESUME_TRIES_PER_ADDRESS = 10
 RESUME_TRIES_IN_ALL = 200
-_EVERYONE = "\x00everyone"  # the throttle's "username": one count for all addresses
 OUTBOX_FLUSH_EVERY = 60.0
 
 
@@ -93,8 +93,8 @@ def create_app(settings: Settings, limits: Limits | None = None) -> web.Applicat
     app[TOKEN] = settings.gateway_token()
     app[LIMITS] = limits or Limits(per_conversation=settings.chat_messages_per_minute)
     app[staff_api.THROTTLE] = staff_api.SignInThrottle()
-    app[RESUME_THROTTLE] = staff_api.SignInThrottle(
-        per_user=RESUME_TRIES_IN_ALL, per_address=RESUME_TRIES_PER_ADDRESS
+    app[RESUME_THROTTLE] = AttemptLimit(
+        per_address=RESUME_TRIES_PER_ADDRESS, in_all=RESUME_TRIES_IN_ALL
     )
     app.cleanup_ctx.append(_client_session)
     app.cleanup_ctx.append(_purge_transcripts)
@@ -364,7 +364,8 @@ async def chat_resume(request: web.Request) -> web.Response:
         body = None
     code = body.get("code") if isinstance(body, dict) else None
     throttle = request.app[RESUME_THROTTLE]
-    wait = throttle.wait(_EVERYONE, request.remote)
+    address = client_address(request, request.app[SETTINGS].trusted_proxies)
+    wait = throttle.wait(address)
     if wait > 0:
         log.warning("pause code refused: too many wrong codes")
         text = messages.message("utter_resume_code_limit", request.app[SERVICE].postal_format)["text"]
@@ -378,7 +379,7 @@ async def chat_resume(request: web.Request) -> web.Response:
         response.headers["Retry-After"] = str(math.ceil(wait))
         return response
     if not isinstance(code, str) or len(code) > 40:
-        throttle.failed(_EVERYONE, request.remote)
+        throttle.failed(address)
         return _refuse(request, "utter_resume_code_unknown", "bad_code", 400)
     settings = request.app[SETTINGS]
     try:
@@ -395,7 +396,7 @@ async def chat_resume(request: web.Request) -> web.Response:
             status=503,
         )
     if conversation_id is None:
-        throttle.failed(_EVERYONE, request.remote)
+        throttle.failed(address)
         return _refuse(request, "utter_resume_code_unknown", "unknown_code", 404)
     log.info("pause code accepted")
     try:

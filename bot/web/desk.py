@@ -22,11 +22,10 @@ from aiohttp import web
 
 from bot import dataset, decisions, figures, services, staff, triage
 from bot.config import ServiceConfig
-from bot.store.db import StoreUnavailable
 from bot.store.unit_of_work import UnitOfWork
 from bot.web import figures_page, pages
 from bot.web.html import Markup, el
-from bot.web.staff import COOKIE, THROTTLE, TRIAGE, guard, parse_period, set_session_cookie, uow
+from bot.web.staff import COOKIE, TRIAGE, guard, parse_period, set_session_cookie, sign_in, uow
 
 log = logging.getLogger(__name__)
 
@@ -89,29 +88,22 @@ def routes(settings_key, secret_key, service_key) -> list[web.RouteDef]:
     async def login(request: web.Request) -> web.Response:
         data = await request.post()
         username, password, code = (str(data.get(k, "")) for k in ("username", "password", "code"))
-        throttle = request.app[THROTTLE]
-        wait = throttle.wait(username, request.remote)
-        if wait > 0:
-            log.warning("staff sign-in refused: too many failed attempts")
-            minutes = math.ceil(wait / 60)
-            message = f"Too many tries. Wait {minutes} minute{'s' if minutes != 1 else ''}, then try again."
+        attempt = await sign_in(request, settings_key, username, password, code)
+        if attempt.wait:
+            if attempt.wait < 60:
+                wait = f"{math.ceil(attempt.wait)} seconds"
+            else:
+                minutes = math.ceil(attempt.wait / 60)
+                wait = f"{minutes} minute{'s' if minutes != 1 else ''}"
+            message = f"Too many tries. Wait {wait}, then try again."
             return pages.page("Sign in", _login_form(message), status=429)
-        try:
-            user = await asyncio.to_thread(staff.authenticate, store(request), username, password, code)
-        except StoreUnavailable:
+        if attempt.unavailable:
             return pages.page("Sign in", _login_form(pages.UNAVAILABLE), status=503)
-        if user is None:
-            log.info("staff sign-in refused")
-            throttle.failed(username, request.remote)
-            message = "That did not work. Check your username, password and, for admins, the 6-digit code."
+        if attempt.token is None:
+            message = "That did not work. Check your username, password and the 6-digit code."
             return pages.page("Sign in", _login_form(message), status=401)
-        throttle.succeeded(username)
-        token = await asyncio.to_thread(staff.start_session, store(request), user)
-        await asyncio.to_thread(
-            staff.audit, store(request), staff.SignedIn(user.username, user.role), "sign_in"
-        )
         response = pages.see_other("/staff/queue")
-        set_session_cookie(request, response, token, request.app[settings_key])
+        set_session_cookie(request, response, attempt.token, request.app[settings_key])
         return response
 
     async def logout(request: web.Request) -> web.Response:
@@ -156,7 +148,7 @@ def routes(settings_key, secret_key, service_key) -> list[web.RouteDef]:
                 return pages.see_other(f"{back}?error=bad_form#record")
             try:
                 values = read(data, request)
-                result = await asyncio.to_thread(
+                await asyncio.to_thread(
                     record_change, store(request), reference, who.username, **values
                 )
             except decisions.DecisionError as err:
@@ -171,7 +163,6 @@ def routes(settings_key, secret_key, service_key) -> list[web.RouteDef]:
                 return pages.see_other(f"{back}?error={err.code}#record")
             except ValueError:
                 return pages.see_other(f"{back}?error=bad_request#record")
-            await asyncio.to_thread(staff.audit, store(request), who, f"record_{kind}", result["reference"])
             return pages.see_other(f"{back}?done={kind}#record")
 
         return web.post(f"/staff/referrals/{{reference}}/{kind.replace('_', '-')}", handler)
@@ -250,7 +241,7 @@ def _login_form(problem: str | None = None) -> Markup:
             required=True,
         ),
         pages.field(
-            "Code from your authenticator app (admins only)",
+            "6-digit code from your authenticator app",
             "input",
             id="code",
             name="code",
@@ -258,6 +249,7 @@ def _login_form(problem: str | None = None) -> Markup:
             autocomplete="one-time-code",
             pattern="[0-9 ]*",
             maxlength="8",
+            required=True,
         ),
         el("button", "Sign in", type="submit"),
         method="post",

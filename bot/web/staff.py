@@ -17,9 +17,8 @@ import functools
 import io
 import logging
 import math
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -27,6 +26,7 @@ from bot import decisions, fhir, figures, services, staff
 from bot.config import Settings
 from bot.store.db import StoreUnavailable
 from bot.store.unit_of_work import UnitOfWork
+from bot.web.limits import SignInThrottle, client_address
 
 log = logging.getLogger(__name__)
 COOKIE = "ra_staff"
@@ -92,54 +92,42 @@ def secure(request: web.Request, settings: Settings) -> bool:
     return request.secure or settings.public_origin.startswith("https://")
 
 
-class SignInThrottle:
-    """Failed staff sign-ins, counted per username and per network address.
-
-    Past ``per_user`` failures for one username, or ``per_address`` from one
-    address, within ``window`` seconds, sign-in is refused without checking the
-    password until the oldest failure is out of the window. Behind a proxy every
-    request has the proxy's address, so the address limit then counts everyone's
-    failures together. Kept in memory: a restart forgets it.
-    """
-
-    def __init__(self, per_user: int = 5, per_address: int = 20, window: float = 15 * 60):
-        self.limits = {"user": per_user, "address": per_address}
-        self.window = window
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-
-    def _keys(self, username: str, address: str | None) -> list[tuple[str, str]]:
-        return [("user", username.strip().casefold()), ("address", address or "")]
-
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        times = self._failures.get(key, deque())
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        return times
-
-    def wait(self, username: str, address: str | None, now: float | None = None) -> float:
-        """Seconds before this sign-in may be tried (0: it may be now)."""
-        now = time.monotonic() if now is None else now
-        waits = [
-            times[0] + self.window - now
-            for key in self._keys(username, address)
-            if len(times := self._recent(key, now)) >= self.limits[key[0]]
-        ]
-        return max(waits, default=0.0)
-
-    def failed(self, username: str, address: str | None, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        for key in self._keys(username, address):
-            self._failures[key] = self._recent(key, now)
-            self._failures[key].append(now)
-        if len(self._failures) > 10_000:  # forget the quiet ones
-            for key in [k for k in self._failures if not self._recent(k, now)]:
-                del self._failures[key]
-
-    def succeeded(self, username: str) -> None:
-        self._failures.pop(("user", username.strip().casefold()), None)
-
-
 THROTTLE = web.AppKey("sign_in_throttle", SignInThrottle)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A sign-in's outcome: a session token, a wait (throttled), or neither (refused)."""
+
+    token: str | None = None
+    who: staff.SignedIn | None = None
+    wait: float = 0.0
+    unavailable: bool = False
+
+
+async def sign_in(
+    request: web.Request, settings_key, username: str, password: str, code: str | None
+) -> Attempt:
+    """Check a sign-in (throttled per account and address) and start its session."""
+    settings = request.app[settings_key]
+    throttle = request.app[THROTTLE]
+    address = client_address(request, settings.trusted_proxies)
+    wait = throttle.wait(username, address)
+    if wait > 0:
+        log.warning("staff sign-in refused: too many failed attempts")
+        return Attempt(wait=wait)
+    store = UnitOfWork(settings.database_url)
+    try:
+        user = await asyncio.to_thread(staff.authenticate, store, username, password, code)
+        if user is None:
+            log.info("staff sign-in refused")
+            throttle.failed(username, address)
+            return Attempt()
+        throttle.succeeded(username)
+        token = await asyncio.to_thread(staff.start_session, store, user)
+    except StoreUnavailable:
+        return Attempt(unavailable=True)
+    return Attempt(token=token, who=staff.SignedIn(user.username, user.role))
 
 
 def parse_period(query) -> figures.Period:
@@ -191,27 +179,16 @@ def routes(settings_key, service_key) -> list[web.RouteDef]:
         if body is None or not all(isinstance(body.get(k), str) for k in ("username", "password")):
             return _error("bad_request", 400)
         code = body.get("code") if isinstance(body.get("code"), str) else None
-        throttle = request.app[THROTTLE]
-        wait = throttle.wait(body["username"], request.remote)
-        if wait > 0:
-            log.warning("staff sign-in refused: too many failed attempts")
+        attempt = await sign_in(request, settings_key, body["username"], body["password"], code)
+        if attempt.wait:
             response = _error("too_many_attempts", 429)
-            response.headers["Retry-After"] = str(math.ceil(wait))
+            response.headers["Retry-After"] = str(math.ceil(attempt.wait))
             return response
-        try:
-            user = await asyncio.to_thread(
-                staff.authenticate, store(request), body["username"], body["password"], code
-            )
-        except StoreUnavailable:
+        if attempt.unavailable:
             return _error("unavailable", 503)
-        if user is None:
-            log.info("staff sign-in refused")
-            throttle.failed(body["username"], request.remote)
+        if attempt.token is None:
             return _error("sign_in_failed", 401)
-        throttle.succeeded(body["username"])
-        token = await asyncio.to_thread(staff.start_session, store(request), user)
-        who = staff.SignedIn(user.username, user.role)
-        await asyncio.to_thread(staff.audit, store(request), who, "sign_in")
+        user, token = attempt.who, attempt.token
         response = web.json_response({"username": user.username, "role": user.role})
         set_session_cookie(request, response, token, settings(request))
         return response
@@ -278,7 +255,6 @@ def routes(settings_key, service_key) -> list[web.RouteDef]:
             except ValueError as err:
                 code = err.code if isinstance(err, decisions.DecisionError) else "bad_request"
                 return _error(code, 404 if code == "not_found" else 400)
-            await asyncio.to_thread(staff.audit, store(request), who, action, result["reference"])
             return web.json_response(result)
 
         return handler
