@@ -70,8 +70,8 @@ def _crisis_chat(stack) -> set[str]:
 
     crisis_client = ChatClient(stack.web_url)
     reply = crisis_client.say("I've taken an overdose")
-    [shown] = [m["custom"]["crisis"] for m in reply.messages if "crisis" in m.get("custom", {})]
-    assert shown["level"] == "imminent"
+    shown = [m["custom"]["crisis"] for m in reply.messages if "crisis" in m.get("custom", {})]
+    assert shown and shown[0]["level"] == "imminent"
     events = services.crisis_events(UnitOfWork(stack.database_url), crisis_client.cookie().split(".")[0])
     assert events and events[0]["level"] == "imminent"  # stored, and readable with the key
     categories = {c for e in events for c in e.get("categories") or ()}
