@@ -71,6 +71,7 @@ def test_rasa_is_patched_as_expected():
     from bot.rasa_ext.__main__ import ACTION_TIMEOUT, install
 
     saved = agent.FailSafeTrackerStore, action.DEFAULT_REQUEST_TIMEOUT, endpoints.DEFAULT_REQUEST_TIMEOUT
+    validate = action.RemoteAction._validate_action_result
     try:
         install()
         assert agent.FailSafeTrackerStore is FailClosedTrackerStore
@@ -80,6 +81,7 @@ def test_rasa_is_patched_as_expected():
         assert ACTION_TIMEOUT < TURN_DEADLINE < 10  # inside the gateway's wait, RASA_TIMEOUT <= 10
     finally:
         agent.FailSafeTrackerStore, action.DEFAULT_REQUEST_TIMEOUT, endpoints.DEFAULT_REQUEST_TIMEOUT = saved
+        action.RemoteAction._validate_action_result = validate
 
 
 @pytest.mark.parametrize(
@@ -286,3 +288,64 @@ async def test_the_second_instance_waits_for_the_first_and_the_lock_goes_after(l
     await asyncio.gather(one, turn(second, "two", 0))
     assert order == ["one in", "one out", "two in", "two out"]
     assert first.get_lock("conversation-2") is None  # nothing left behind
+
+
+# ---------------------------------------------------------------- speed patches
+
+
+def test_every_patched_rasa_function_is_still_the_one_the_patch_was_written_for():
+    """Fails when a Rasa upgrade changes a function bot/rasa_ext/patches.py replaces:
+    read the new source, update the patch, then its hash in PINNED."""
+    import rasa
+
+    from bot.rasa_ext import patches
+
+    assert rasa.__version__ == patches.RASA_VERSION
+    assert patches.changed() == []
+
+
+def test_the_validator_built_once_accepts_and_refuses_what_rasa_does():
+    import jsonschema
+    import rasa.core.actions.action as action
+
+    from bot.rasa_ext import patches
+
+    original = patches._original(action.RemoteAction._validate_action_result)
+    action.RemoteAction._validate_action_result = original  # whatever another test installed
+    try:
+        patches.install()
+        patched = action.RemoteAction._validate_action_result
+        assert patched is not original and patches.changed() == []
+        assert patches.install() == []  # installing twice changes nothing
+        remote = action.RemoteAction("action_x", None)
+        good = [
+            {},
+            {"events": [], "responses": []},
+            {
+                "events": [{"event": "slot", "name": "full_name", "value": "Ann"}],
+                "responses": [{"text": "Hi"}],
+            },
+            {
+                "events": [
+                    {"event": "action", "name": "action_listen"},
+                    {"event": "active_loop", "name": None},
+                ]
+            },
+        ]
+        bad = [
+            {"events": [{"event": "slot", "value": "no name"}]},
+            {"events": "not a list"},
+            {"responses": ["not an object"]},
+            {"events": [{"event": "no_such_event"}]},
+            [],
+        ]
+        for result in good:
+            assert original(remote, result) is True and patched(remote, result) is True
+        for result in bad:
+            with pytest.raises(jsonschema.ValidationError) as theirs:
+                original(remote, result)
+            with pytest.raises(jsonschema.ValidationError) as ours:
+                patched(remote, result)
+            assert ours.value.message == theirs.value.message and ours.value.path == theirs.value.path
+    finally:
+        action.RemoteAction._validate_action_result = original

@@ -5,6 +5,7 @@ Before Rasa starts:
 - Rasa's fail-safe tracker store wrapper is replaced by ``FailClosedTrackerStore``
   (bot/rasa_ext/tracker_store.py).
 - One call to the action server may take ``ACTION_TIMEOUT`` seconds, not Rasa's 300.
+- The speed patches in bot/rasa_ext/patches.py (each pinned to Rasa 3.6.21).
 - The conversation lock lives ``TICKET_LOCK_LIFETIME`` seconds (20 unless set),
   longer than a whole turn may take (bot/rasa_ext/channel.py).
 - It refuses to start when a setting would be unsafe (``problems``: no
@@ -68,9 +69,11 @@ def install() -> None:
     import rasa.core.agent as agent
     import rasa.utils.endpoints as endpoints
 
+    from bot.rasa_ext import patches
     from bot.rasa_ext.tracker_store import FailClosedTrackerStore
 
     agent.FailSafeTrackerStore = FailClosedTrackerStore
+    patches.install()
     action.DEFAULT_REQUEST_TIMEOUT = ACTION_TIMEOUT
     endpoints.DEFAULT_REQUEST_TIMEOUT = ACTION_TIMEOUT
 
