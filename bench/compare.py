@@ -102,6 +102,8 @@ def process_name(pid: int) -> str:
     line = cmdline(pid)
     for needle, name in (
         ("bot.rasa_ext", "rasa"),
+        ("referral-assistant run", "runner"),
+        ("-m actions", "actions"),
         ("rasa_sdk", "actions"),
         ("bot.web", "web"),
         ("haproxy", "haproxy"),
