@@ -1,7 +1,8 @@
 """Rasa's stored conversations (the tracker store): what a person typed.
 
-Each event's data is encrypted (bot/rasa_ext/tracker_store.py); the sender
-id, event type, time and, for slot events, the slot's name are in clear.
+Each event's data is encrypted (bot/rasa_ext/tracker_store.py); only the
+sender id, the event's type and its time are in clear (no intent, action or
+slot name).
 The store is a SQLite file by default and PostgreSQL in production
 (``Settings.tracker_url``).
 
