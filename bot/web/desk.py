@@ -90,11 +90,12 @@ def routes(settings_key, secret_key, service_key) -> list[web.RouteDef]:
         username, password, code = (str(data.get(k, "")) for k in ("username", "password", "code"))
         attempt = await sign_in(request, settings_key, username, password, code)
         if attempt.wait:
-            if attempt.wait < 60:
-                wait = f"{math.ceil(attempt.wait)} seconds"
-            else:
-                minutes = math.ceil(attempt.wait / 60)
-                wait = f"{minutes} minute{'s' if minutes != 1 else ''}"
+            count, unit = (
+                (math.ceil(attempt.wait), "second")
+                if attempt.wait < 60
+                else (math.ceil(attempt.wait / 60), "minute")
+            )
+            wait = f"{count} {unit}{'s' if count != 1 else ''}"
             message = f"Too many tries. Wait {wait}, then try again."
             return pages.page("Sign in", _login_form(message), status=429)
         if attempt.unavailable:
@@ -148,9 +149,7 @@ def routes(settings_key, secret_key, service_key) -> list[web.RouteDef]:
                 return pages.see_other(f"{back}?error=bad_form#record")
             try:
                 values = read(data, request)
-                await asyncio.to_thread(
-                    record_change, store(request), reference, who.username, **values
-                )
+                await asyncio.to_thread(record_change, store(request), reference, who.username, **values)
             except decisions.DecisionError as err:
                 if err.code == "not_found":
                     return pages.page(
