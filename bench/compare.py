@@ -238,7 +238,7 @@ class TimedClient(ChatClient):
         self.turns, self.think, self.index = turns, think, 0
 
     def post(self, path, body, raw=None, content_type="application/json") -> Reply:
-        if self.think and self.index:
+        if self.think:  # a person reads, then types (also before the first turn, and after "busy")
             time.sleep(random.uniform(*self.think))
         started = time.perf_counter()
         try:
