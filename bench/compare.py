@@ -107,7 +107,6 @@ def process_name(pid: int) -> str:
         ("rasa_sdk", "actions"),
         ("bot.web", "web"),
         ("haproxy", "haproxy"),
-        ("bot.proxy", "proxy"),
         ("rasa run", "rasa"),
     ):
         if needle in line:

@@ -29,7 +29,8 @@ defaults keep everything on loopback and in files under ``var/``.
 | TRUSTED_PROXIES     | (none) proxies whose X-Forwarded-For is believed (networks, comma between) |
 | REFERRAL_PROFILE    | development (or production)          |
 | REFERRAL_ENCRYPTION_KEYS | generated once into <var>/encryption_keys |
-| RASA_INSTANCES      | 1 (more: a proxy on RASA_PORT in front of them) |
+| RASA_INSTANCES      | 1 (more: HAProxy on RASA_PORT in front of them) |
+| HAPROXY_STATS_PORT  | 8404 (HAProxy's stats page, on 127.0.0.1) |
 | RASA_INSTANCE_PORTS | RASA_PORT+1, RASA_PORT+2, ... (one per instance) |
 | RASA_ENDPOINTS      | endpoints.yml (production: endpoints.production.yml) |
 | REDIS_URL           | redis://127.0.0.1:6379/1 (the lock store of several instances) |
@@ -148,6 +149,7 @@ class Settings:
     rasa_instance_ports: tuple[int, ...] = ()  # empty: one Rasa, on rasa_port itself
     rasa_endpoints: str = "endpoints.yml"
     redis_url: str = "redis://127.0.0.1:6379/1"
+    haproxy_stats_port: int = 8404
 
     @property
     def rasa_instances(self) -> int:
@@ -198,6 +200,7 @@ class Settings:
             rasa_endpoints=env.get("RASA_ENDPOINTS")
             or ("endpoints.production.yml" if profile == "production" else "endpoints.yml"),
             redis_url=env.get("REDIS_URL") or "redis://127.0.0.1:6379/1",
+            haproxy_stats_port=_port(env, "HAPROXY_STATS_PORT", 8404),
         )
 
     def production_problems(self, env: dict[str, str] | None = None) -> list[str]:

@@ -1,12 +1,21 @@
 """Start and supervise the processes: Rasa, the action server, the web service.
 
 With ``RASA_INSTANCES`` above 1 (the production profile) there are several
-Rasa servers, each on its own port, and a small proxy (bot/proxy.py) on
-``RASA_PORT`` that shares the turns among them.
+Rasa servers, each on its own port, and HAProxy (bot/haproxy.py) on
+``RASA_PORT`` in front of them, keeping each conversation on one instance.
 
 Each child runs in its own process group and is told to die with the runner
 (PR_SET_PDEATHSIG), so Ctrl-C, a kill or a crash of the runner leaves no
-orphans. If one child stops, the runner says which and stops the others.
+orphans. If one child stops, the runner says which and starts that one
+again, after a pause that doubles each time (RESTART_BACKOFF); a child that
+stops RESTART_LIMIT times within RESTART_WINDOW seconds is not started
+again, and the runner then stops the others and exits 1. The others go on
+meanwhile: with several Rasa instances, HAProxy sends the stopped one's
+conversations to the rest.
+
+Each child's output goes to ``<var>/logs/<name>.log``, which is rotated at
+LOG_BYTES (LOG_BACKUPS old files kept). Deployed forms (systemd, containers)
+log to standard output instead (LOG_FORMAT=json, bot/logs.py).
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -24,10 +34,16 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot import haproxy
 from bot.config import PROJECT_ROOT, Settings
 
 READY_TIMEOUT = 180.0
 STOP_GRACE = 10.0
+RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # seconds before each restart in a window
+RESTART_LIMIT = 5  # restarts of one child within RESTART_WINDOW before the runner gives up
+RESTART_WINDOW = 600.0
+LOG_BYTES = 10 * 1024 * 1024
+LOG_BACKUPS = 3
 
 
 @dataclass
@@ -37,6 +53,8 @@ class Child:
     health_url: str
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
+    restarts: list[float] = field(default_factory=list)  # when it was last started again
+    restart_at: float | None = None  # a restart is due at this time (monotonic)
 
 
 def process_env(settings: Settings, env: dict[str, str] | None = None) -> dict[str, str]:
@@ -62,7 +80,7 @@ def process_env(settings: Settings, env: dict[str, str] | None = None) -> dict[s
         "RASA_TELEMETRY_ENABLED": "false",
         "SANIC_HOST": "127.0.0.1",  # rasa-sdk's action server binds here
         "RASA_INSTANCES": str(settings.rasa_instances),
-        "RASA_UPSTREAMS": ",".join(f"http://127.0.0.1:{port}" for port in settings.rasa_instance_ports),
+        **(haproxy.environment(settings) if settings.rasa_instances > 1 else {}),
         # endpoints.production.yml: the lock store several instances share.
         "REDIS_HOST": redis.hostname or "127.0.0.1",
         "REDIS_PORT": str(redis.port or 6379),
@@ -86,8 +104,13 @@ def children(settings: Settings, model: Path) -> list[Child]:
         front = [rasa("rasa", settings.rasa_port)]
     else:
         front = [rasa(f"rasa-{i}", port) for i, port in enumerate(settings.rasa_instance_ports, start=1)]
+        config = settings.var_dir / "haproxy" / "haproxy.cfg"  # written by Supervisor.start
         front.append(
-            Child("proxy", [python, "-m", "bot.proxy"], f"http://127.0.0.1:{settings.rasa_port}/proxy/status")
+            Child(
+                "haproxy",
+                haproxy.argv(config),
+                f"http://127.0.0.1:{settings.rasa_port}{haproxy.HEALTH_PATH}",
+            )
         )
     return [
         *front,
@@ -138,28 +161,34 @@ class Supervisor:
             from bot.rasa_ext.tracker_store import create_tables
 
             create_tables(self.settings.tracker_url)
+            haproxy.write_config(self.settings)
         for child in self.children:
             self.start_child(child.name)
 
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
 
+    def log_path(self, child: Child) -> Path:
+        return self.settings.var_dir / "logs" / f"{child.name}.log"
+
     def start_child(self, name: str) -> None:
         child = self.child(name)
-        logs = self.settings.var_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        with open(logs / f"{child.name}.log", "ab") as log_file:
-            child.process = subprocess.Popen(
-                child.argv,
-                cwd=PROJECT_ROOT,
-                env={**self.env, **child.env},
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        self.say(f"started {child.name} (pid {child.process.pid}), log: {logs / child.name}.log")
+        log_path = self.log_path(child)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        child.process = subprocess.Popen(
+            child.argv,
+            cwd=PROJECT_ROOT,
+            env={**self.env, **child.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        threading.Thread(
+            target=_copy_rotating, args=(child.process.stdout, log_path), name=f"log-{name}", daemon=True
+        ).start()
+        self.say(f"started {child.name} (pid {child.process.pid}), log: {log_path}")
 
     def stop_child(self, name: str) -> None:
         """Stop one child (and whatever it started), as a crash or an operator would."""
@@ -213,9 +242,71 @@ def _signal_group(child: Child, sig: int) -> None:
         pass
 
 
+def _copy_rotating(stream, path: Path, limit: int = LOG_BYTES, backups: int = LOG_BACKUPS) -> None:
+    """A child's output into its log file, rotated at `limit` bytes (name.log.1 is the newest old one)."""
+    out = path.open("ab")
+    try:
+        for line in iter(stream.readline, b""):
+            if out.tell() + len(line) > limit:
+                out.close()
+                for i in range(backups - 1, 0, -1):
+                    older = path.with_name(f"{path.name}.{i}")
+                    if older.exists():
+                        older.replace(path.with_name(f"{path.name}.{i + 1}"))
+                path.replace(path.with_name(f"{path.name}.1"))
+                out = path.open("ab")
+            out.write(line)
+            out.flush()
+    finally:
+        out.close()
+        stream.close()
+
+
+class GaveUp(Exception):
+    """A child stopped too often to be started again."""
+
+
+def supervise_once(supervisor: Supervisor, now: float) -> None:
+    """One look at the children: a stopped one is started again after its
+    pause, unless it stopped RESTART_LIMIT times within RESTART_WINDOW."""
+    settings = supervisor.settings
+    for child in supervisor.children:
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                child.restart_at = None
+                child.restarts.append(now)
+                supervisor.start_child(child.name)
+            continue
+        if child.process is None or child.process.poll() is None:
+            continue
+        code = child.process.returncode
+        log = settings.var_dir / "logs" / f"{child.name}.log"
+        recent = [t for t in child.restarts if now - t < RESTART_WINDOW]
+        child.restarts = recent
+        if len(recent) >= RESTART_LIMIT:
+            supervisor.say(
+                f"{child.name} stopped unexpectedly (exit {code}), and it has been started again "
+                f"{len(recent)} times in {RESTART_WINDOW / 60:.0f} minutes: not again. "
+                f"Stopping the others. Its log: {log}"
+            )
+            raise GaveUp(child.name)
+        pause = RESTART_BACKOFF[min(len(recent), len(RESTART_BACKOFF) - 1)]
+        supervisor.say(
+            f"{child.name} stopped unexpectedly (exit {code}); starting it again in {pause:g} s "
+            f"(restart {len(recent) + 1} of at most {RESTART_LIMIT} in {RESTART_WINDOW / 60:.0f} minutes). "
+            f"The others carry on. Its log: {log}"
+        )
+        _signal_group(child, signal.SIGKILL)  # whatever it started goes with it
+        child.restart_at = now + pause
+
+
 def run(settings: Settings, model: Path) -> int:
     """Start everything, print the address, and supervise until stopped."""
-    supervisor = Supervisor(settings, model)
+    try:
+        supervisor = Supervisor(settings, model)
+    except haproxy.HAProxyMissing as err:
+        print(f"Could not start: {err}", flush=True)
+        return 1
 
     def on_signal(signum, _frame):
         raise KeyboardInterrupt
@@ -234,12 +325,9 @@ def run(settings: Settings, model: Path) -> int:
         supervisor.say(json.dumps({"ready": True, **supervisor.status()}))
         supervisor.say(f"\nWeb chat: http://127.0.0.1:{settings.web_port}/\nPress Ctrl-C to stop.")
         while True:
-            dead = supervisor.dead_child()
-            if dead is not None:
-                supervisor.say(
-                    f"{dead.name} stopped unexpectedly (exit {dead.process.returncode}); "
-                    f"stopping the others. Its log: {settings.var_dir / 'logs' / dead.name}.log"
-                )
+            try:
+                supervise_once(supervisor, time.monotonic())
+            except GaveUp:
                 supervisor.stop()
                 return 1
             time.sleep(0.5)

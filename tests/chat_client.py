@@ -99,6 +99,51 @@ class InstanceChat:
         return self.send(text)
 
 
+@dataclass
+class BalancedChat:
+    """One conversation spoken to Rasa through HAProxy, as the web gateway
+    speaks it (the routing key set); `sent` records which instance answered."""
+
+    url: str
+    token: str
+    sender: str = field(default_factory=lambda: uuid.uuid4().hex)
+    sent: list[tuple[str, str]] = field(default_factory=list)  # (instance name, text) in order
+
+    def send(self, text: str) -> Reply:
+        from bot.haproxy import ROUTING_HEADER, routing_key
+
+        request = urllib.request.Request(
+            self.url + "/webhooks/gateway/webhook",
+            data=json.dumps({"sender": self.sender, "message": text}).encode(),
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "X-Gateway-Token": self.token,
+                ROUTING_HEADER: routing_key(self.sender),
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, payload = response.status, response.read()
+                upstream = response.headers.get("X-Upstream")
+        except urllib.error.HTTPError as err:
+            status, upstream, payload = err.code, err.headers.get("X-Upstream"), err.read()
+        self.sent.append((upstream or "", text))
+        try:
+            payload = json.loads(payload)
+        except ValueError:
+            return Reply(status, [], "not json")
+        if isinstance(payload, dict):
+            return Reply(status, [], payload.get("error"))
+        return Reply(status, payload)
+
+    def start(self) -> Reply:
+        return self.send("/greet")
+
+    def say(self, text: str) -> Reply:
+        return self.send(text)
+
+
 def play(
     client: ChatClient,
     answers: dict[str, str],

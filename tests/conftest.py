@@ -191,6 +191,7 @@ def production_env(databases: tuple[str, str], redis_url: str) -> dict[str, str]
         "REFERRAL_PROFILE": "production",
         "RASA_INSTANCES": "2",
         "RASA_INSTANCE_PORTS": f"{free_port()},{free_port()}",
+        "HAPROXY_STATS_PORT": str(free_port()),
         "DATABASE_URL": fresh_postgres_database(databases[0]),
         "TRACKER_URL": fresh_postgres_database(databases[1]),
         "REDIS_URL": redis_url,

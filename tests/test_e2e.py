@@ -18,6 +18,8 @@ import yaml
 from chat_client import ChatClient, play
 from conftest import Stack
 
+from bot import runner
+
 pytestmark = pytest.mark.e2e
 PERSONAS = yaml.safe_load((Path(__file__).parent / "data" / "personas.yml").read_text())
 
@@ -230,7 +232,7 @@ def _cookie(name: str, value: str):
     )
 
 
-def test_conversation_survives_restart_and_a_dead_process_stops_the_rest(trained_model, tmp_path):
+def test_conversation_survives_restart_and_a_dead_process_is_started_again(trained_model, tmp_path):
     first = Stack(tmp_path)
     first.start()
     client = ChatClient(first.web_url)
@@ -244,6 +246,7 @@ def test_conversation_survives_restart_and_a_dead_process_stops_the_rest(trained
     second = Stack(tmp_path)
     second.ports, second.env = first.ports, first.env  # same ports, same var/ (cookie secret, tracker)
     second.start()
+    children = after = []
     try:
         reply = ChatClient(first.web_url, jar=client.jar).say("English")
         assert reply.question["field"] == "interpreter_needed"  # carries on where it was
@@ -251,14 +254,26 @@ def test_conversation_survives_restart_and_a_dead_process_stops_the_rest(trained
         children = second.child_pids()
         assert len(children) == 3
         os.kill(children[1], signal.SIGKILL)  # the action server
-        second.process.wait(timeout=30)
-        output = second.process.stdout.read()
-        assert "actions stopped unexpectedly" in output
-        assert second.process.returncode == 1
-        time.sleep(0.5)
-        assert not _alive(children)
+        said = ""
+        while "started actions" not in said.split("starting it again")[-1]:
+            line = second.process.stdout.readline()
+            assert line, "the runner stopped instead of starting the action server again"
+            said += line
+        assert "actions stopped unexpectedly (exit -9); starting it again in 1 s" in said
+        after = second.child_pids()
+        assert set(children) - set(after) == {children[1]} and len(set(after) - set(children)) == 1
+        actions = f"http://127.0.0.1:{first.ports['ACTION_PORT']}/health"
+        deadline = time.monotonic() + 60
+        while not runner.healthy(actions):
+            assert time.monotonic() < deadline, "the action server never came back"
+            time.sleep(0.5)
+        reply = ChatClient(first.web_url, jar=client.jar).say("no")
+        assert reply.question["field"] != "interpreter_needed"  # the answer was taken: it moved on
+        assert second.process.poll() is None
     finally:
-        second.stop()
+        assert second.stop() == 0
+    time.sleep(0.5)
+    assert not _alive(children + after)
 
 
 def _alive(pids: list[int]) -> list[int]:

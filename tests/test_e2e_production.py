@@ -1,30 +1,39 @@
 """The production profile, run as `make run-production` runs it.
 
-Two Rasa instances behind the proxy (bot/proxy.py), sharing a PostgreSQL
-tracker store and a Redis lock store; the referral store on its own
-PostgreSQL database; every secret from the environment. Conversations whose
-turns alternate between the instances must be processed in order, and every
-referral stored once. Then the faults that need PostgreSQL: the referral
-database going away during submission, and the backup-and-restore drill from
-the README.
+Two Rasa instances behind HAProxy (deploy/haproxy/haproxy.cfg), sharing a
+PostgreSQL tracker store and a Redis lock store; the referral store on its
+own PostgreSQL database; every secret from the environment. One
+conversation stays on one instance; when that instance is stopped it moves,
+and nothing is lost or sent twice; the runner starts the stopped instance
+again. Two turns of one conversation on both instances at once wait for each
+other (the lock). Then the faults that need PostgreSQL: the referral database
+going away during submission, and the backup-and-restore drill from the
+README.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
+import queue
+import re
 import shutil
+import signal
 import subprocess
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-from chat_client import ChatClient, InstanceChat, play
+from chat_client import BalancedChat, ChatClient, InstanceChat, play
 from conftest import Stack, _redis_url, drop_postgres_database, fresh_postgres_database, production_env
 from sqlalchemy import create_engine, text
 
-from bot import crypto
+from bot import crypto, runner
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 PERSONA = yaml.safe_load((Path(__file__).parent / "data" / "personas.yml").read_text())["self_referral"]
@@ -43,6 +52,7 @@ def production(trained_model, tmp_path_factory):
     stack.start()
     stack.instances = [f"http://127.0.0.1:{port}" for port in env["RASA_INSTANCE_PORTS"].split(",")]
     stack.token = env["GATEWAY_TOKEN"]
+    stack.stats_url = f"http://127.0.0.1:{env['HAPROXY_STATS_PORT']}/;csv"
     stack.keyring = crypto.Keyring(crypto.parse_keys(env[crypto.KEYS_VARIABLE]))
     yield stack
     stack.stop()
@@ -79,12 +89,52 @@ def assert_processed_in_order(stack, chat: InstanceChat) -> None:
         assert ("action", "action_listen") not in turns[before + 1 : after - 1]
 
 
-def test_turns_alternate_between_instances_in_order_and_each_referral_is_stored_once(production):
-    chats = [InstanceChat(production.instances, production.token) for _ in range(3)]
+def served(stack) -> dict[str, int]:
+    """Turns each Rasa instance has had, from HAProxy's stats page (loopback)."""
+    with urllib.request.urlopen(stack.stats_url, timeout=5) as response:
+        rows = csv.DictReader(io.StringIO(response.read().decode().lstrip("# ")))
+        servers = [r for r in rows if r["pxname"] == "rasa" and r["svname"] != "BACKEND"]
+    return {r["svname"]: int(r["stot"]) for r in servers}
+
+
+def started_pids(stack) -> dict[str, int]:
+    """Each child's pid, from what the runner printed when it started them."""
+    found = re.findall(r"^started (\S+) \(pid (\d+)\)", "".join(stack.output), re.M)
+    return {name: int(pid) for name, pid in found}
+
+
+def runner_lines(stack) -> queue.Queue:
+    """What the runner prints from now on, line by line (read in a thread)."""
+    if not hasattr(stack, "lines"):
+        stack.lines = queue.Queue()
+
+        def read() -> None:
+            for line in iter(stack.process.stdout.readline, ""):
+                stack.output.append(line)
+                stack.lines.put(line)
+
+        threading.Thread(target=read, daemon=True).start()
+    return stack.lines
+
+
+def wait_for_line(lines: queue.Queue, pattern: str, seconds: float = 120) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if re.search(pattern, line):
+            return line
+    raise AssertionError(f"the runner never said {pattern!r}")
+
+
+def test_each_conversation_stays_on_one_instance_in_order_and_each_referral_is_stored_once(production):
+    chats = [BalancedChat(production.rasa_url, production.token) for _ in range(6)]
     references: dict[str, str] = {}
     failures: list[BaseException] = []
 
-    def converse(chat: InstanceChat) -> None:
+    def converse(chat: BalancedChat) -> None:
         try:
             play(chat, PERSONA["answers"])
             references[chat.sender] = chat.say("send").submitted["reference"]
@@ -99,12 +149,11 @@ def test_turns_alternate_between_instances_in_order_and_each_referral_is_stored_
     assert failures == []
     stored = [r["reference"] for r in exported(production)]
     for chat in chats:
-        assert {url for url, _ in chat.sent} == set(production.instances)  # both instances took turns
-        assert all(
-            a[0] != b[0] for a, b in zip(chat.sent, chat.sent[1:], strict=False)
-        )  # strictly alternating
+        instances = {instance for instance, _ in chat.sent}
+        assert len(instances) == 1 and instances <= {"rasa-1", "rasa-2"}, chat.sent  # one instance throughout
         assert_processed_in_order(production, chat)
         assert stored.count(references[chat.sender]) == 1
+    assert sum(served(production).values()) >= sum(len(c.sent) for c in chats)
 
 
 def test_two_messages_at_once_on_two_instances_wait_for_each_other(production):
@@ -131,15 +180,14 @@ def test_two_messages_at_once_on_two_instances_wait_for_each_other(production):
     assert users.count("send") == 2
 
 
-def test_the_web_chat_goes_through_the_proxy_to_both_instances(production):
+def test_the_web_chat_keeps_a_conversation_on_one_instance_through_haproxy(production):
+    before = served(production)
     client = ChatClient(production.web_url)
     play(client, PERSONA["answers"])
     reference = client.say("send").submitted["reference"]
     assert [r["reference"] for r in exported(production)].count(reference) == 1
-    with urllib.request.urlopen(production.rasa_url + "/proxy/status", timeout=5) as response:
-        upstreams = json.loads(response.read())["upstreams"]
-    assert [u["name"] for u in upstreams] == ["rasa-1", "rasa-2"]
-    assert all(u["requests"] > 10 for u in upstreams)
+    grew = {name: count - before[name] for name, count in served(production).items()}
+    assert sorted(grew.values())[0] == 0 and sorted(grew.values())[1] > 20, grew  # all on one instance
     with urllib.request.urlopen(production.web_url + "/healthz", timeout=5) as response:
         assert json.loads(response.read())["status"] == "ok"
 
@@ -210,3 +258,36 @@ def test_backup_and_restore_drill_reads_every_referral_back(production, tmp_path
 def _libpq(url: str) -> str:
     """A SQLAlchemy URL as pg_dump and pg_restore take it (no driver name)."""
     return url.replace("postgresql+psycopg2://", "postgresql://", 1)
+
+
+def test_a_killed_instance_is_started_again_alone_while_its_conversations_move(production):
+    """The runner restarts the one Rasa instance that died; HAProxy sends its
+    conversation to the other meanwhile; nothing is lost or processed twice."""
+    lines = runner_lines(production)
+    chat = BalancedChat(production.rasa_url, production.token)
+    reply = chat.start()
+    for _ in range(6):
+        reply = chat.say(PERSONA["answers"][reply.question["field"]])
+    home = chat.sent[-1][0]
+    pids = started_pids(production)
+    others = {name: pid for name, pid in pids.items() if name != home}
+    os.kill(pids[home], signal.SIGKILL)
+
+    play(chat, PERSONA["answers"], first=chat.say(PERSONA["answers"][reply.question["field"]]))
+    reference = chat.say("send").submitted["reference"]
+    moved = [instance for instance, _ in chat.sent[7:]]
+    assert moved and home not in moved[:1], chat.sent  # the turn after the kill went elsewhere
+    assert [r["reference"] for r in exported(production)].count(reference) == 1
+    assert_processed_in_order(production, chat)
+
+    wait_for_line(lines, rf"^{home} stopped unexpectedly \(exit -9\); starting it again in")
+    restarted = int(re.search(r"pid (\d+)", wait_for_line(lines, rf"^started {home} \(pid")).group(1))
+    assert restarted != pids[home]
+    port = production.instances[int(home.rsplit("-", 1)[1]) - 1]
+    deadline = time.monotonic() + 180
+    while not runner.healthy(port + "/webhooks/gateway/"):
+        assert time.monotonic() < deadline, "the restarted instance never became healthy"
+        time.sleep(1)
+    assert {n: p for n, p in started_pids(production).items() if n != home} == others  # no other restarted
+    for pid in others.values():
+        os.kill(pid, 0)  # still running

@@ -27,6 +27,7 @@ from aiohttp import web
 from bot import chat_sessions, crisis, outbox, resume, retention, transcripts
 from bot.config import MAX_MESSAGE_CHARS, ServiceConfig, Settings
 from bot.crisis import policy
+from bot.haproxy import ROUTING_HEADER, routing_key
 from bot.store.db import StoreUnavailable
 from bot.store.unit_of_work import UnitOfWork
 from bot.web import desk, messages, session
@@ -522,7 +523,8 @@ async def _ask_rasa(request: web.Request, conversation_id: str, text: str) -> tu
         async with request.app[CLIENT].post(
             f"{settings.rasa_url}/webhooks/gateway/webhook",
             json=body,
-            headers={GATEWAY_TOKEN_HEADER: request.app[TOKEN]},
+            # HAProxy keeps a conversation on one Rasa instance by this key (bot/haproxy.py).
+            headers={GATEWAY_TOKEN_HEADER: request.app[TOKEN], ROUTING_HEADER: routing_key(conversation_id)},
         ) as response:
             if response.status != 200:
                 return None, f"status {response.status}"
