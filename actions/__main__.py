@@ -22,6 +22,7 @@ from rasa_sdk.constants import APPLICATION_ROOT_LOGGER_NAME  # noqa: E402
 from rasa_sdk.endpoint import create_argument_parser  # noqa: E402
 
 from actions.server import build_app  # noqa: E402
+from bot import logs  # noqa: E402
 from bot.crisis import warm_up  # noqa: E402
 
 
@@ -32,14 +33,17 @@ def main() -> None:
         sys.exit("Refusing to start the action server: ACTION_SERVER_TOKEN is not set.")
     if os.environ.get("REFERRAL_PROFILE") == "production" and (args.loglevel or 0) == logging.DEBUG:
         sys.exit("Refusing to start the action server: production logs at INFO or above.")
-    utils.configure_colored_logging(args.loglevel)
-    utils.configure_file_logging(
-        logging.getLogger(APPLICATION_ROOT_LOGGER_NAME),
-        args.log_file,
-        args.loglevel,
-        args.logging_config_file,
-    )
-    utils.update_sanic_log_level()
+    if logs.json_lines():  # deployed: JSON lines on stdout (bot/logs.py)
+        logs.configure("actions", args.loglevel or logging.INFO)
+    else:
+        utils.configure_colored_logging(args.loglevel)
+        utils.configure_file_logging(
+            logging.getLogger(APPLICATION_ROOT_LOGGER_NAME),
+            args.log_file,
+            args.loglevel,
+            args.logging_config_file,
+        )
+        utils.update_sanic_log_level()
     warm_up(semantic_layer=False)  # the NLU component's result carries the semantic layer's
     app = build_app(args.actions, token)
     app.run(os.environ.get("SANIC_HOST", "127.0.0.1"), args.port, workers=1, access_log=False)

@@ -15,9 +15,13 @@ one server line per instance (the file itself names two) and starts
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import re
 import shutil
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from bot.config import PROJECT_ROOT, Settings
@@ -86,3 +90,23 @@ def write_config(settings: Settings) -> Path:
 def argv(config: Path) -> list[str]:
     """HAProxy in the foreground (-db), as a master process with one worker (-W)."""
     return [executable(), "-W", "-db", "-f", str(config)]
+
+
+def servers_up(settings: Settings, timeout: float = 2.0) -> dict[str, bool]:
+    """Each Rasa server as HAProxy's own checks see it (the stats page, as CSV)."""
+    url = f"http://127.0.0.1:{settings.haproxy_stats_port}/;csv"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            text = response.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError, ValueError):
+        return {}
+    rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
+    servers = [r for r in rows if r["pxname"] == "rasa" and r["svname"] not in ("FRONTEND", "BACKEND")]
+    return {r["svname"]: r["status"] == "UP" for r in servers}
+
+
+def all_up(settings: Settings) -> bool:
+    """Ready: HAProxy sees every instance up, so no conversation starts on the
+    wrong one just because a check had not passed yet."""
+    up = servers_up(settings)
+    return len(up) == settings.rasa_instances and all(up.values())

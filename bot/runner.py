@@ -31,6 +31,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,7 @@ class Child:
     health_url: str
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
+    ready: Callable[[], bool] | None = None  # readiness, where more than its health URL
     restarts: list[float] = field(default_factory=list)  # when it was last started again
     restart_at: float | None = None  # a restart is due at this time (monotonic)
 
@@ -110,6 +112,7 @@ def children(settings: Settings, model: Path) -> list[Child]:
                 "haproxy",
                 haproxy.argv(config),
                 f"http://127.0.0.1:{settings.rasa_port}{haproxy.HEALTH_PATH}",
+                ready=lambda: haproxy.all_up(settings),
             )
         )
     return [
@@ -133,6 +136,10 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+
+
+def _ready(child: Child) -> bool:
+    return child.ready() if child.ready is not None else healthy(child.health_url, 1.0)
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
@@ -199,7 +206,7 @@ class Supervisor:
         pending = {c.name for c in self.children}
         while pending and time.monotonic() < deadline:
             for child in self.children:
-                if child.name in pending and healthy(child.health_url, 1.0):
+                if child.name in pending and _ready(child):
                     pending.discard(child.name)
                     self.say(f"  {child.name}: healthy ({child.health_url})")
             if self.dead_child() is not None:

@@ -93,7 +93,7 @@ def served(stack) -> dict[str, int]:
     """Turns each Rasa instance has had, from HAProxy's stats page (loopback)."""
     with urllib.request.urlopen(stack.stats_url, timeout=5) as response:
         rows = csv.DictReader(io.StringIO(response.read().decode().lstrip("# ")))
-        servers = [r for r in rows if r["pxname"] == "rasa" and r["svname"] != "BACKEND"]
+        servers = [r for r in rows if r["pxname"] == "rasa" and r["svname"] not in ("FRONTEND", "BACKEND")]
     return {r["svname"]: int(r["stot"]) for r in servers}
 
 

@@ -418,3 +418,12 @@ def test_a_child_log_is_rotated_and_keeps_its_newest_lines(tmp_path):
     newest_old = (tmp_path / "web.log.1").read_bytes().splitlines()[-1]
     first_now = path.read_bytes().splitlines()[0]
     assert int(first_now.split()[1]) == int(newest_old.split()[1]) + 1  # nothing lost at the cut
+
+
+@needs_haproxy
+def test_the_runner_waits_until_haproxy_sees_every_instance_up(balanced):
+    _, upstreams, settings = balanced
+    _until(lambda: haproxy.all_up(settings), 10)  # checks pass 2 in a row, 2 s apart
+    upstreams[1].stop()
+    _until(lambda: haproxy.servers_up(settings) == {"rasa-1": True, "rasa-2": False}, 10)
+    assert not haproxy.all_up(settings)

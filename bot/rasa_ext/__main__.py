@@ -6,6 +6,7 @@ Before Rasa starts:
   (bot/rasa_ext/tracker_store.py).
 - One call to the action server may take ``ACTION_TIMEOUT`` seconds, not Rasa's 300.
 - The speed patches in bot/rasa_ext/patches.py (each pinned to Rasa 3.6.21).
+- With LOG_FORMAT=json, JSON lines on stdout in place of coloured logs (bot/logs.py).
 - The conversation lock lives ``TICKET_LOCK_LIFETIME`` seconds (20 unless set),
   longer than a whole turn may take (bot/rasa_ext/channel.py).
 - It refuses to start when a setting would be unsafe (``problems``: no
@@ -15,6 +16,7 @@ Before Rasa starts:
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -69,11 +71,18 @@ def install() -> None:
     import rasa.core.agent as agent
     import rasa.utils.endpoints as endpoints
 
+    from bot import logs
     from bot.rasa_ext import patches
     from bot.rasa_ext.tracker_store import FailClosedTrackerStore
 
     agent.FailSafeTrackerStore = FailClosedTrackerStore
     patches.install()
+    if logs.json_lines():
+        # Deployed (LOG_FORMAT=json): Rasa's coloured console logging becomes
+        # JSON lines on stdout, like every other process (bot/logs.py).
+        import rasa.utils.io
+
+        rasa.utils.io.configure_colored_logging = lambda level: logs.configure("rasa", level or logging.INFO)
     action.DEFAULT_REQUEST_TIMEOUT = ACTION_TIMEOUT
     endpoints.DEFAULT_REQUEST_TIMEOUT = ACTION_TIMEOUT
 

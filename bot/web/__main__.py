@@ -11,6 +11,7 @@ import logging  # noqa: E402
 
 from aiohttp import web  # noqa: E402
 
+from bot import logs  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.crisis import warm_up  # noqa: E402
 from bot.web.app import create_app  # noqa: E402
@@ -18,7 +19,7 @@ from bot.web.app import create_app  # noqa: E402
 
 def main() -> None:
     # INFO, never DEBUG: nothing a person types is logged at any level here.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure("web", logging.INFO)
     settings = Settings.from_env()
     from bot.crisis.encoder import EncoderUnavailable
     from bot.crisis.semantic import CorpusError, check_available
