@@ -12,7 +12,7 @@ SCHEMATHESIS_VERSION := 3.39.16
 SCHEMATHESIS_HYPOTHESIS := 6.123.2
 PIP_AUDIT_VERSION := 2.10.1
 
-.PHONY: help setup run run-production schemathesis audit test lint unit scores validate train stories browser-deps e2e bench clean
+.PHONY: help setup run run-production schemathesis audit test lint deploy-check unit scores validate train stories browser-deps e2e bench clean
 
 help:
 	@echo "make run    set up, train if needed, start everything, print the chat address"
@@ -97,8 +97,22 @@ schemathesis: $(SCHEMATHESIS)
 e2e: train browser-deps schemathesis
 	$(PY) -m pytest -m e2e -q
 
+# Static checks of the deployment files: Dockerfile, compose.yaml, deploy/k8s,
+# deploy/systemd and both HAProxy configurations (deploy/check.py says how). The
+# checkers live in an environment of their own (Python 3.11, deploy/requirements.txt);
+# kubectl, systemd-analyze and haproxy come from the system. A missing one is
+# a skip, or a failure with REQUIRE_DEPLOY_TOOLS=1 (CI).
+DEPLOY_TOOLS := .venv-deploy/.installed
+$(DEPLOY_TOOLS): deploy/requirements.txt
+	@python=$$(command -v python3.11 || command -v python3) && "$$python" -m venv .venv-deploy
+	.venv-deploy/bin/pip install --quiet --disable-pip-version-check -r deploy/requirements.txt
+	@touch $@
+
+deploy-check: $(DEPLOY_TOOLS)
+	.venv-deploy/bin/python deploy/check.py
+
 # Gates from cheap to expensive.
-test: lint unit scores validate train stories e2e
+test: lint deploy-check unit scores validate train stories e2e
 
 # Dependency audit of each environment (the project's, and schemathesis's own), in
 # an environment of its own. It needs a vulnerability service (PyPI's JSON API or
@@ -120,4 +134,4 @@ bench: $(STAMP)
 	@for b in bench/*.py; do TEST_REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/1} $(PY) $$b; done
 
 clean:
-	rm -rf $(VENV) .venv-schemathesis .venv-audit models var .rasa results
+	rm -rf $(VENV) .venv-schemathesis .venv-audit .venv-deploy models var .rasa results

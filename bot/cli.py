@@ -157,8 +157,22 @@ def _train(args, settings: Settings) -> int:
 
 
 def _migrate(args, settings: Settings) -> int:
+    """The referral store's migrations. In production also the checks
+    `run` makes before it starts anything (a deployed form has no runner:
+    this is its migration step, before any other process), and Rasa's
+    conversation tables, made once here: instances starting together race."""
     from bot.store.migrate import upgrade
 
+    if settings.production:
+        problems = settings.production_problems()
+        for problem in problems:
+            print(f"Refusing to migrate the production profile: {problem}", file=sys.stderr)
+        if problems:
+            return 1
+        from bot.rasa_ext.tracker_store import create_tables
+
+        create_tables(settings.tracker_url)
+        print("Conversation tables are ready.")
     upgrade(settings.database_url)
     print("Database is up to date.")
     return 0

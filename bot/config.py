@@ -31,6 +31,7 @@ defaults keep everything on loopback and in files under ``var/``.
 | REFERRAL_ENCRYPTION_KEYS | generated once into <var>/encryption_keys |
 | RASA_INSTANCES      | 1 (more: HAProxy on RASA_PORT in front of them) |
 | HAPROXY_STATS_PORT  | 8404 (HAProxy's stats page, on 127.0.0.1) |
+| ACTION_URL          | http://127.0.0.1:<ACTION_PORT> (the web service's view of the action server) |
 | RASA_INSTANCE_PORTS | RASA_PORT+1, RASA_PORT+2, ... (one per instance) |
 | RASA_ENDPOINTS      | endpoints.yml (production: endpoints.production.yml) |
 | REDIS_URL           | redis://127.0.0.1:6379/1 (the lock store of several instances) |
@@ -150,6 +151,7 @@ class Settings:
     rasa_endpoints: str = "endpoints.yml"
     redis_url: str = "redis://127.0.0.1:6379/1"
     haproxy_stats_port: int = 8404
+    action_base_url: str = ""  # ACTION_URL
 
     @property
     def rasa_instances(self) -> int:
@@ -157,7 +159,9 @@ class Settings:
 
     @property
     def action_url(self) -> str:
-        return f"http://127.0.0.1:{self.action_port}"
+        """The action server as the web service reaches it (ACTION_URL in
+        containers, where it is another host; loopback otherwise)."""
+        return self.action_base_url or f"http://127.0.0.1:{self.action_port}"
 
     @property
     def production(self) -> bool:
@@ -201,6 +205,7 @@ class Settings:
             or ("endpoints.production.yml" if profile == "production" else "endpoints.yml"),
             redis_url=env.get("REDIS_URL") or "redis://127.0.0.1:6379/1",
             haproxy_stats_port=_port(env, "HAPROXY_STATS_PORT", 8404),
+            action_base_url=env.get("ACTION_URL", "").rstrip("/"),
         )
 
     def production_problems(self, env: dict[str, str] | None = None) -> list[str]:

@@ -54,9 +54,16 @@ def configure(process: str, level: int = logging.INFO) -> None:
         handler.setFormatter(logging.Formatter(PLAIN))
     root.addHandler(handler)
     root.setLevel(level)
-    # Loggers that brought their own handlers (Sanic's) go through the one above.
-    for name in ("sanic.root", "sanic.error", "sanic.access", "sanic.server"):
+    if not json_lines():
+        return
+    # Python's warnings become log records (JSON too), not lines on stderr.
+    logging.captureWarnings(True)
+    # Loggers that bring their own handlers (Sanic's; spaCy's, added when it
+    # is imported, so it is imported now) go through the one above instead.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ lines, if it is imported
+    import spacy.util  # noqa: F401
+
+    for name in ("sanic.root", "sanic.error", "sanic.access", "sanic.server", "spacy"):
         named = logging.getLogger(name)
-        if json_lines():
-            named.handlers.clear()
-            named.propagate = True
+        named.handlers.clear()
+        named.propagate = True

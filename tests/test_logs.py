@@ -10,6 +10,8 @@ import sys
 from conftest import ROOT
 
 PROGRAM = """
+import sys
+sys.modules.setdefault("tensorflow", None)  # as bot.web and actions do
 import logging
 from bot import logs
 logs.configure({process!r})
@@ -19,6 +21,9 @@ try:
 except ValueError:
     logging.getLogger("bot.crisis").exception("crisis detector failed; assessing as ask")
 logging.getLogger("sanic.access").warning("served")
+import warnings, spacy
+logging.getLogger("spacy").warning("a spaCy warning")
+warnings.warn("a library warning")
 """
 
 
@@ -41,6 +46,8 @@ def test_deployed_processes_write_json_lines_to_stdout_without_what_was_typed():
         ("INFO", "web", "bot.web.app"),
         ("ERROR", "web", "bot.crisis"),
         ("WARNING", "web", "sanic.access"),
+        ("WARNING", "web", "spacy"),
+        ("WARNING", "web", "py.warnings"),
     ]
     assert lines[0]["event"] == "rasa relay failed: timeout" and lines[0]["time"].endswith("+00:00")
     assert lines[1]["error"] == "ValueError"

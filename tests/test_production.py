@@ -427,3 +427,14 @@ def test_the_runner_waits_until_haproxy_sees_every_instance_up(balanced):
     upstreams[1].stop()
     _until(lambda: haproxy.servers_up(settings) == {"rasa-1": True, "rasa-2": False}, 10)
     assert not haproxy.all_up(settings)
+
+
+def test_migrate_in_production_refuses_what_run_refuses_and_says_each_problem(tmp_path):
+    """A deployed form has no runner: its migration step makes the runner's checks."""
+    cli = str(Path(sys.executable).with_name("referral-assistant"))
+    env = {"PATH": os.environ["PATH"], "REFERRAL_VAR_DIR": str(tmp_path), "REFERRAL_PROFILE": "production"}
+    result = subprocess.run([cli, "migrate"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "DATABASE_URL must name a PostgreSQL database" in result.stderr
+    assert "SESSION_SECRET" in result.stderr and "GATEWAY_TOKEN" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing was made: no SQLite file in its place

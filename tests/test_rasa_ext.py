@@ -349,3 +349,39 @@ def test_the_validator_built_once_accepts_and_refuses_what_rasa_does():
             assert ours.value.message == theirs.value.message and ours.value.path == theirs.value.path
     finally:
         action.RemoteAction._validate_action_result = original
+
+
+def test_events_are_resolved_by_name_exactly_as_rasa_resolves_them():
+    import pytest
+    import rasa.shared.core.events as events
+    import rasa.shared.utils.common
+
+    from bot.rasa_ext import patches
+
+    original = patches._original(events.Event.resolve_by_type)
+    events.Event.resolve_by_type = staticmethod(original)  # whatever another test installed
+    try:
+        patches.install()
+        patched = events.Event.resolve_by_type
+        assert patched is not original and patches._original(patched) is original
+        names = {cls.type_name for cls in rasa.shared.utils.common.all_subclasses(events.Event)}
+        assert len(names) > 20
+        for name in names:
+            assert patched(name) is original(name)
+        assert patched("topic") is original("topic") is None
+        assert patched("no_such_event", events.UserUttered) is events.UserUttered
+        with pytest.raises(ValueError, match="Unknown event name 'no_such_event'"):
+            patched("no_such_event")
+        with pytest.raises(ValueError, match="Unknown event name 'no_such_event'"):
+            original("no_such_event")
+
+        class LaterEvent(events.ActionExecuted):  # imported after the patch was installed
+            type_name = "later_event_for_this_test"
+
+        assert patched("later_event_for_this_test") is LaterEvent is original("later_event_for_this_test")
+        # Whole events read back as Rasa reads them, from instances too.
+        stored = {"event": "user", "text": "hello", "parse_data": {"intent": {"name": "greet"}}}
+        assert events.Event.from_parameters(stored) == events.UserUttered("hello", {"name": "greet"})
+        assert events.UserUttered("x").resolve_by_type("bot") is events.BotUttered
+    finally:
+        events.Event.resolve_by_type = staticmethod(original)

@@ -108,6 +108,9 @@ def main() -> None:
             print(f"Refusing to start Rasa: {problem}", file=sys.stderr)
         sys.exit(2)
     os.environ.setdefault("TICKET_LOCK_LIFETIME", str(LOCK_LIFETIME))
+    if os.environ.get("LOG_FORMAT", "").lower() == "json":
+        # TensorFlow's own C++ lines would go to stderr, outside the JSON lines.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["RASA_TELEMETRY_ENABLED"] = "false"
     if argv[:1] == ["run"]:
         _load_crisis_detector()
