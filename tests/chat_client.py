@@ -64,8 +64,44 @@ class ChatClient:
         return next((c.value for c in self.jar if c.name == "ra_session"), None)
 
 
+def gateway_turn(
+    url: str, token: str, sender: str, text: str, headers: dict | None = None
+) -> tuple[Reply, str]:
+    """One turn posted to Rasa's gateway channel at `url` (an instance or
+    HAProxy): the reply, and the instance HAProxy says answered ("" if none)."""
+    request = urllib.request.Request(
+        url + "/webhooks/gateway/webhook",
+        data=json.dumps({"sender": sender, "message": text}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "X-Gateway-Token": token, **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, upstream, body = response.status, response.headers.get("X-Upstream"), response.read()
+    except urllib.error.HTTPError as err:
+        status, upstream, body = err.code, err.headers.get("X-Upstream"), err.read()
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return Reply(status, [], "not json"), upstream or ""
+    if isinstance(payload, dict):
+        return Reply(status, [], payload.get("error")), upstream or ""
+    return Reply(status, payload), upstream or ""
+
+
+class _Conversation:
+    def send(self, text: str) -> Reply:
+        raise NotImplementedError
+
+    def start(self) -> Reply:
+        return self.send("/greet")
+
+    def say(self, text: str) -> Reply:
+        return self.send(text)
+
+
 @dataclass
-class InstanceChat:
+class InstanceChat(_Conversation):
     """One conversation spoken straight to Rasa's gateway channel, each turn to
     the next of ``urls`` in rotation (the production profile's instances)."""
 
@@ -77,30 +113,11 @@ class InstanceChat:
     def send(self, text: str, url: str | None = None) -> Reply:
         url = url or self.urls[len(self.sent) % len(self.urls)]
         self.sent.append((url, text))
-        request = urllib.request.Request(
-            url + "/webhooks/gateway/webhook",
-            data=json.dumps({"sender": self.sender, "message": text}).encode(),
-            method="POST",
-            headers={"Content-Type": "application/json", "X-Gateway-Token": self.token},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                status, payload = response.status, json.loads(response.read())
-        except urllib.error.HTTPError as err:
-            status, payload = err.code, json.loads(err.read())
-        if isinstance(payload, dict):
-            return Reply(status, [], payload.get("error"))
-        return Reply(status, payload)
-
-    def start(self) -> Reply:
-        return self.send("/greet")
-
-    def say(self, text: str) -> Reply:
-        return self.send(text)
+        return gateway_turn(url, self.token, self.sender, text)[0]
 
 
 @dataclass
-class BalancedChat:
+class BalancedChat(_Conversation):
     """One conversation spoken to Rasa through HAProxy, as the web gateway
     speaks it (the routing key set); `sent` records which instance answered."""
 
@@ -112,36 +129,11 @@ class BalancedChat:
     def send(self, text: str) -> Reply:
         from bot.haproxy import ROUTING_HEADER, routing_key
 
-        request = urllib.request.Request(
-            self.url + "/webhooks/gateway/webhook",
-            data=json.dumps({"sender": self.sender, "message": text}).encode(),
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "X-Gateway-Token": self.token,
-                ROUTING_HEADER: routing_key(self.sender),
-            },
+        reply, upstream = gateway_turn(
+            self.url, self.token, self.sender, text, {ROUTING_HEADER: routing_key(self.sender)}
         )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                status, payload = response.status, response.read()
-                upstream = response.headers.get("X-Upstream")
-        except urllib.error.HTTPError as err:
-            status, upstream, payload = err.code, err.headers.get("X-Upstream"), err.read()
-        self.sent.append((upstream or "", text))
-        try:
-            payload = json.loads(payload)
-        except ValueError:
-            return Reply(status, [], "not json")
-        if isinstance(payload, dict):
-            return Reply(status, [], payload.get("error"))
-        return Reply(status, payload)
-
-    def start(self) -> Reply:
-        return self.send("/greet")
-
-    def say(self, text: str) -> Reply:
-        return self.send(text)
+        self.sent.append((upstream, text))
+        return reply
 
 
 def play(
