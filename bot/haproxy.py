@@ -92,8 +92,8 @@ def argv(config: Path) -> list[str]:
     return [executable(), "-W", "-db", "-f", str(config)]
 
 
-def servers_up(settings: Settings, timeout: float = 2.0) -> dict[str, bool]:
-    """Each Rasa server as HAProxy's own checks see it (the stats page, as CSV)."""
+def server_stats(settings: Settings, timeout: float = 2.0) -> dict[str, dict]:
+    """HAProxy's stats page (CSV) row for each Rasa server, by name; {} when it cannot be read."""
     url = f"http://127.0.0.1:{settings.haproxy_stats_port}/;csv"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -101,8 +101,14 @@ def servers_up(settings: Settings, timeout: float = 2.0) -> dict[str, bool]:
     except (urllib.error.URLError, OSError, ValueError):
         return {}
     rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
-    servers = [r for r in rows if r["pxname"] == "rasa" and r["svname"] not in ("FRONTEND", "BACKEND")]
-    return {r["svname"]: r["status"] == "UP" for r in servers}
+    return {
+        r["svname"]: r for r in rows if r["pxname"] == "rasa" and r["svname"] not in ("FRONTEND", "BACKEND")
+    }
+
+
+def servers_up(settings: Settings) -> dict[str, bool]:
+    """Each Rasa server as HAProxy's own checks see it."""
+    return {name: row["status"] == "UP" for name, row in server_stats(settings).items()}
 
 
 def all_up(settings: Settings) -> bool:

@@ -276,7 +276,6 @@ class GaveUp(Exception):
 def supervise_once(supervisor: Supervisor, now: float) -> None:
     """One look at the children: a stopped one is started again after its
     pause, unless it stopped RESTART_LIMIT times within RESTART_WINDOW."""
-    settings = supervisor.settings
     for child in supervisor.children:
         if child.restart_at is not None:
             if now >= child.restart_at:
@@ -287,7 +286,7 @@ def supervise_once(supervisor: Supervisor, now: float) -> None:
         if child.process is None or child.process.poll() is None:
             continue
         code = child.process.returncode
-        log = settings.var_dir / "logs" / f"{child.name}.log"
+        log = supervisor.log_path(child)
         recent = [t for t in child.restarts if now - t < RESTART_WINDOW]
         child.restarts = recent
         if len(recent) >= RESTART_LIMIT:

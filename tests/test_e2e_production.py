@@ -13,8 +13,6 @@ README.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import queue
@@ -33,7 +31,8 @@ from chat_client import BalancedChat, ChatClient, InstanceChat, play
 from conftest import Stack, _redis_url, drop_postgres_database, fresh_postgres_database, production_env
 from sqlalchemy import create_engine, text
 
-from bot import crypto, runner
+from bot import crypto, haproxy, runner
+from bot.config import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 PERSONA = yaml.safe_load((Path(__file__).parent / "data" / "personas.yml").read_text())["self_referral"]
@@ -52,7 +51,6 @@ def production(trained_model, tmp_path_factory):
     stack.start()
     stack.instances = [f"http://127.0.0.1:{port}" for port in env["RASA_INSTANCE_PORTS"].split(",")]
     stack.token = env["GATEWAY_TOKEN"]
-    stack.stats_url = f"http://127.0.0.1:{env['HAPROXY_STATS_PORT']}/;csv"
     stack.keyring = crypto.Keyring(crypto.parse_keys(env[crypto.KEYS_VARIABLE]))
     yield stack
     stack.stop()
@@ -91,10 +89,9 @@ def assert_processed_in_order(stack, chat: InstanceChat) -> None:
 
 def served(stack) -> dict[str, int]:
     """Turns each Rasa instance has had, from HAProxy's stats page (loopback)."""
-    with urllib.request.urlopen(stack.stats_url, timeout=5) as response:
-        rows = csv.DictReader(io.StringIO(response.read().decode().lstrip("# ")))
-        servers = [r for r in rows if r["pxname"] == "rasa" and r["svname"] not in ("FRONTEND", "BACKEND")]
-    return {r["svname"]: int(r["stot"]) for r in servers}
+    stats = haproxy.server_stats(Settings.from_env(stack.env))
+    assert stats, "HAProxy's stats page could not be read"
+    return {name: int(row["stot"]) for name, row in stats.items()}
 
 
 def started_pids(stack) -> dict[str, int]:

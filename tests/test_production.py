@@ -11,7 +11,6 @@ import asyncio
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -28,7 +27,15 @@ from conftest import free_port
 from bot import crypto, haproxy, runner
 from bot.config import ConfigError, Settings
 
-HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+
+def _haproxy() -> str | None:
+    try:
+        return haproxy.executable()
+    except haproxy.HAProxyMissing:
+        return None
+
+
+HAPROXY = _haproxy()
 needs_haproxy = pytest.mark.skipif(
     HAPROXY is None and not os.environ.get("REQUIRE_HAPROXY"),
     reason="haproxy is not installed (REQUIRE_HAPROXY=1 makes this a failure)",
