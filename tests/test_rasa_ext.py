@@ -49,6 +49,61 @@ async def test_events_are_stored_encrypted_and_read_back(domain, tmp_path):
     assert again.get_slot("full_name") == "Ottoline" and again.latest_message.text == SENTENCE
 
 
+async def test_a_turn_decrypts_only_the_rows_added_since_the_last(domain, tmp_path):
+    url = f"sqlite:///{tmp_path / 'tracker.db'}"
+    store = EncryptedSQLTrackerStore(domain, url=url)
+    await store.save(tracker(domain))
+    first = await store.retrieve("chat-1")
+    stored = store.plaintexts.decrypted
+    assert stored == len(first.events)
+    first.update(SlotSet("full_name", "Ottoline Morrell"))
+    await store.save(first)
+    again = await store.retrieve("chat-1")
+    assert store.plaintexts.decrypted == stored + 1  # only the new row
+    assert again.get_slot("full_name") == "Ottoline Morrell"
+    assert [e.as_dict() for e in again.events] == [e.as_dict() for e in first.events]
+
+
+async def test_the_cache_never_outlives_what_the_database_holds(domain, tmp_path):
+    url = f"sqlite:///{tmp_path / 'tracker.db'}"
+    store = EncryptedSQLTrackerStore(domain, url=url)
+    other = EncryptedSQLTrackerStore(domain, url=url)  # a second instance on the same database
+    await store.save(tracker(domain))
+    await store.retrieve("chat-1")
+    # Written by the other instance: seen at once.
+    theirs = await other.retrieve("chat-1")
+    theirs.update(SlotSet("full_name", "Written elsewhere"))
+    await other.save(theirs)
+    assert (await store.retrieve("chat-1")).get_slot("full_name") == "Written elsewhere"
+    # Every row re-encrypted (as `keys rotate` does) with new text under the same ids:
+    # the cache is keyed by the token too, so the new text is read.
+    with sqlite3.connect(tmp_path / "tracker.db") as db:
+        for row_id, data in db.execute("SELECT id, data FROM events").fetchall():
+            event = json.loads(crypto.keyring().decrypt(data))
+            if event.get("name") == "full_name" and event.get("value") == "Written elsewhere":
+                event["value"] = "Changed in place"
+            token = crypto.keyring().encrypt(json.dumps(event).encode())
+            db.execute("UPDATE events SET data = ? WHERE id = ?", (token, row_id))
+    assert (await store.retrieve("chat-1")).get_slot("full_name") == "Changed in place"
+    # Deleted: nothing comes back, and nothing of it is held.
+    with sqlite3.connect(tmp_path / "tracker.db") as db:
+        db.execute("DELETE FROM events WHERE sender_id = 'chat-1'")
+    assert await store.retrieve("chat-1") is None
+    assert "chat-1" not in store.plaintexts._entries
+
+
+def test_the_cache_keeps_within_its_limits():
+    from bot.rasa_ext.tracker_store import Plaintexts
+
+    cache = Plaintexts(conversations=2, events=5)
+    token = lambda text: crypto.keyring().encrypt(text.encode())  # noqa: E731
+    for sender in ("a", "b", "c"):
+        assert cache.read(sender, [(1, token(sender)), (2, token(sender + "2"))]) == [sender, sender + "2"]
+    assert list(cache._entries) == ["b", "c"]  # two conversations at most, least recently read out
+    cache.read("d", [(i, token(str(i))) for i in range(4)])
+    assert list(cache._entries) == ["d"] and cache._held == 4  # five events at most
+
+
 async def test_a_store_error_is_raised_never_hidden_in_memory(domain, tmp_path, caplog):
     path = tmp_path / "tracker.db"
     store = FailClosedTrackerStore(EncryptedSQLTrackerStore(domain, url=f"sqlite:///{path}"))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from rasa.core.tracker_store import FailSafeTrackerStore, SQLTrackerStore
@@ -41,6 +42,7 @@ class EncryptedSQLTrackerStore(SQLTrackerStore):
 
     def __init__(self, domain=None, host: str | None = None, url: str | None = None, **kwargs: Any):
         super().__init__(domain=domain, host=url or host, **kwargs)
+        self.plaintexts = Plaintexts()
         try:
             with self.engine.begin() as connection:
                 prepare(connection)
@@ -52,7 +54,8 @@ class EncryptedSQLTrackerStore(SQLTrackerStore):
             rows = self._event_query(
                 session, sender_id, fetch_events_from_all_sessions=fetch_events_from_all_sessions
             ).all()
-            events = [decode(row.data) for row in rows]
+            plain = self.plaintexts.read(sender_id, [(row.id, row.data) for row in rows])
+            events = [json.loads(text) for text in plain]
         if self.domain and events:
             return DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
         return None
@@ -82,6 +85,59 @@ class EncryptedSQLTrackerStore(SQLTrackerStore):
                 log.info("a turn of a deleted conversation was not stored")
                 return
             session.commit()
+
+
+class Plaintexts:
+    """The decrypted data of the events read last, per conversation, so that a
+    turn decrypts only the rows added since the conversation's last turn.
+
+    Rasa reads the whole conversation back every turn; decrypting each event
+    again was about two thirds of reading it (13.5 us of 20 us an event, the
+    rest json). An entry is used only for the same row id *and* the same
+    token (its last 43 characters are its HMAC tag), so a row re-encrypted by
+    `keys rotate`, or a row id reused after a delete, is decrypted afresh:
+    the database stays the only source of truth, and any number of
+    instances can share it. Each read replaces the conversation's entry with
+    exactly the rows read, so a deleted conversation's text leaves memory at
+    its next read, or when it is the least recently read past the limits.
+    """
+
+    TAG = 43  # base64 of Fernet's 32-byte HMAC, at the end of every token
+
+    def __init__(self, conversations: int = 256, events: int = 15_000) -> None:
+        self.conversations = conversations
+        self.events = events
+        self._entries: OrderedDict[str, dict[int, tuple[str, str]]] = OrderedDict()
+        self._held = 0
+        self.decrypted = 0  # rows decrypted, for tests and benchmarks
+
+    def read(self, sender_id: str, rows: list[tuple[int, str]]) -> list[str]:
+        """The plaintext of each (row id, stored token), in order."""
+        known = self._entries.pop(sender_id, {})
+        self._held -= len(known)
+        fresh: dict[int, tuple[str, str]] = {}
+        plain = []
+        for row_id, stored in rows:
+            tag = stored[-self.TAG :]
+            hit = known.get(row_id)
+            if hit is not None and hit[0] == tag:
+                text = hit[1]
+            else:
+                text = crypto.keyring().decrypt(stored).decode()
+                self.decrypted += 1
+            fresh[row_id] = (tag, text)
+            plain.append(text)
+        if fresh:
+            self._entries[sender_id] = fresh
+            self._held += len(fresh)
+            while self._entries and (len(self._entries) > self.conversations or self._held > self.events):
+                _, dropped = self._entries.popitem(last=False)
+                self._held -= len(dropped)
+        return plain
+
+    def forget(self) -> None:
+        self._entries.clear()
+        self._held = 0
 
 
 def prepare(connection) -> None:
