@@ -124,6 +124,20 @@ def memory(pids: list[int]) -> dict[str, float]:
     return table
 
 
+def cpu_seconds(pids: list[int]) -> dict[str, float]:
+    """CPU time (user + system) each process has used so far, by name."""
+    tick = os.sysconf("SC_CLK_TCK")
+    table: dict[str, float] = {}
+    for pid in pids:
+        name = process_name(pid)
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        table[name] = table.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return table
+
+
 # ---------------------------------------------------------------- the starter bot
 
 
@@ -276,6 +290,8 @@ def run_assistant(users: int, seconds: float, think: tuple[float, float] | None 
     stack.start()
     turns, sent = Turns(), []
     try:
+        pids = [stack.process.pid, *descendants(stack.process.pid)]
+        cpu_before = cpu_seconds(pids)
         if think:
             stop = time.monotonic() + seconds
             threads = [
@@ -296,12 +312,14 @@ def run_assistant(users: int, seconds: float, think: tuple[float, float] | None 
                 referrals(stack.web_url, turns, stop, sent)
 
             rate = _closed_loop(user, users, seconds, turns)
-        mem = memory([stack.process.pid, *descendants(stack.process.pid)])
+        cpu_after = cpu_seconds(pids)
+        cpu = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
+        mem = memory(pids)
         exported = stack.cli("referrals", "export", "--format", "jsonl")
         stored = [json.loads(line)["reference"] for line in exported.stdout.splitlines()]
     finally:
         stack.stop()
-    return rate, turns, mem, sent, stored
+    return rate, turns, mem, cpu, sent, stored
 
 
 # ---------------------------------------------------------------- report
@@ -310,6 +328,14 @@ def run_assistant(users: int, seconds: float, think: tuple[float, float] | None 
 def show_memory(label: str, table: dict[str, float]) -> None:
     parts = ", ".join(f"{name} {mb:.0f} MB" for name, mb in sorted(table.items()))
     print(f"  memory ({label}, resident): {parts}; total {sum(table.values()):.0f} MB")
+
+
+def show_cpu(cpu: dict[str, float], turns: int) -> None:
+    """CPU per turn from the processes' own accounting: steadier than turns/s
+    from one run, which moves by about 20% from run to run."""
+    each = 1000 / max(turns, 1)
+    parts = ", ".join(f"{name} {seconds * each:.1f} ms" for name, seconds in sorted(cpu.items()))
+    print(f"  CPU per turn: {parts}")
 
 
 def show_latency(turns: Turns) -> None:
@@ -335,7 +361,7 @@ def main() -> None:
     rasa = Path(sys.executable).with_name("rasa")
 
     if args.think:
-        rate, turns, mem, sent, stored = run_assistant(args.think, args.think_seconds, think=(5.0, 15.0))
+        rate, turns, mem, cpu, sent, stored = run_assistant(args.think, args.think_seconds, think=(5.0, 15.0))
         once = sum(stored.count(r) == 1 for r in sent)
         print(f"think time: {args.think} conversations, 5-15 s between turns, {args.think_seconds:.0f} s")
         print(f"  turns: {len(turns.seconds)} ({rate:.1f}/s)")
@@ -347,6 +373,7 @@ def main() -> None:
             if index % 5 == 0 or index < 3:
                 p50, p95 = percentile(values, 0.5) * 1000, percentile(values, 0.95) * 1000
                 print(f"    turn {index:3d}: {p50:6.0f} / {p95:6.0f}  ({len(values)})")
+        show_cpu(cpu, len(turns.seconds))
         show_memory("assistant", mem)
         return
 
@@ -357,13 +384,14 @@ def main() -> None:
         print(f"  {starter_rate:.1f} messages/s")
         show_latency(starter_turns)
         show_memory("starter", starter_mem)
-    rate, turns, mem, sent, stored = run_assistant(args.users, args.seconds)
+    rate, turns, mem, cpu, sent, stored = run_assistant(args.users, args.seconds)
     print(
         f"this assistant, full referrals through the gateway: {args.users} closed-loop users, "
         f"{args.seconds:.0f} s"
     )
     print(f"  {rate:.1f} turns/s; referrals sent {len(sent)}, stored {len(stored)}")
     show_latency(turns)
+    show_cpu(cpu, len(turns.seconds))
     show_memory("assistant", mem)
     if not args.skip_starter:
         print(f"ratio (assistant / starter): {rate / starter_rate:.2f}")

@@ -406,6 +406,75 @@ def test_the_validator_built_once_accepts_and_refuses_what_rasa_does():
         action.RemoteAction._validate_action_result = original
 
 
+def test_applied_events_walked_on_are_the_ones_rasa_finds_walking_from_the_start():
+    """Random conversations of every event applied_events treats differently
+    (loops and rejections, reverts, restarts, new loop names mid-way), asked
+    after every event, copied mid-way, replaced and capped: the same events,
+    in the same order, every time."""
+    import copy
+    import random
+    from collections import deque
+
+    import rasa.shared.core.events as ev
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from bot.rasa_ext import patches
+
+    cls = DialogueStateTracker
+    original = patches._original(cls.applied_events)
+    cls.applied_events = original  # whatever another test installed
+    palette = [
+        lambda: ev.UserUttered("hi", {"name": "inform"}),
+        lambda: ev.ActionExecuted("action_listen"),
+        lambda: ev.ActionExecuted("referral_form"),
+        lambda: ev.ActionExecuted("contact_form"),
+        lambda: ev.ActionExecuted("late_form"),
+        lambda: ev.ActionExecuted("utter_ask_name"),
+        lambda: ev.ActiveLoop("referral_form"),
+        lambda: ev.ActiveLoop("contact_form"),
+        lambda: ev.ActiveLoop(None),
+        lambda: ev.ActiveLoop("late_form"),  # a loop name first seen late
+        lambda: ev.ActionExecutionRejected("referral_form"),
+        lambda: ev.SlotSet("full_name", "Ann"),
+        lambda: ev.BotUttered("hello"),
+        lambda: ev.DefinePrevUserUtteredFeaturization(False),
+        lambda: ev.ActionReverted(),
+        lambda: ev.UserUtteranceReverted(),
+        lambda: ev.Restarted(),
+        lambda: ev.SessionStarted(),
+    ]
+    weights = [8, 8, 10, 4, 2, 4, 3, 2, 2, 1, 2, 6, 3, 2, 1, 1, 0.3, 0.3]
+
+    def same(tracker) -> bool:
+        ours, theirs = tracker.applied_events(), original(tracker)
+        return [id(e) for e in ours] == [id(e) for e in theirs]
+
+    try:
+        patches.install()
+        assert cls.applied_events is not original
+        rng = random.Random(7)
+        checked = 0
+        for _ in range(150):
+            tracker = cls("someone", [], max_event_history=rng.choice([None, None, None, 12]))
+            for _ in range(rng.randint(5, 120)):
+                tracker.update(rng.choices(palette, weights)[0]())
+                if rng.random() < 0.5:
+                    assert same(tracker)
+                    checked += 1
+                if rng.random() < 0.03:
+                    tracker = copy.deepcopy(tracker)
+                    assert same(tracker)
+                if rng.random() < 0.02:  # the events replaced, as recreate_from_dialogue does
+                    tracker.events = deque(list(tracker.events)[: rng.randint(0, len(tracker.events))])
+                    assert same(tracker)
+            mine = tracker.applied_events()
+            mine.append(ev.Restarted())  # a caller's list is its own
+            assert same(tracker)
+        assert checked > 2000
+    finally:
+        cls.applied_events = original
+
+
 def test_events_are_resolved_by_name_exactly_as_rasa_resolves_them():
     import pytest
     import rasa.shared.core.events as events
@@ -440,3 +509,37 @@ def test_events_are_resolved_by_name_exactly_as_rasa_resolves_them():
         assert events.UserUttered("x").resolve_by_type("bot") is events.BotUttered
     finally:
         events.Event.resolve_by_type = staticmethod(original)
+
+
+def test_rasa_loads_and_runs_its_graph_without_jax():
+    """TensorFlow imports JAX when it is installed (it is, as TensorFlow's
+    dependency); the Rasa server leaves it out, and Rasa's agent, policies and
+    TensorFlow itself still import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from bot.rasa_ext.__main__ import leave_out_jax\n"
+        "leave_out_jax()\n"
+        "import rasa.core.agent, rasa.core.policies.rule_policy, tensorflow\n"
+        "assert sys.modules['tensorflow.lite.python.util']._xla_computation is None\n"
+        "assert not [m for m, v in sys.modules.items() if m.startswith('jax') and v is not None]\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")
+    # Without it, JAX is there to be imported: the test above is not empty.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, rasa.core.agent; "
+            "print(sys.modules['tensorflow.lite.python.util']._xla_computation is None)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.stdout.strip().endswith("False"), done.stderr[-2000:]

@@ -9,6 +9,9 @@ Before Rasa starts:
 - With LOG_FORMAT=json, JSON lines on stdout in place of coloured logs (bot/logs.py).
 - The conversation lock lives ``TICKET_LOCK_LIFETIME`` seconds (20 unless set),
   longer than a whole turn may take (bot/rasa_ext/channel.py).
+- JAX is never imported: TensorFlow's lite converter imports it only when it
+  is installed, Rasa never uses it, and it held about 75 MB of every Rasa
+  process (``leave_out_jax``).
 - It refuses to start when a setting would be unsafe (``problems``: no
   GATEWAY_TOKEN, an open HTTP API, debug logs in production...), or when
   the crisis detector's sentence encoder cannot load.
@@ -87,6 +90,14 @@ def install() -> None:
     endpoints.DEFAULT_REQUEST_TIMEOUT = ACTION_TIMEOUT
 
 
+def leave_out_jax() -> None:
+    """TensorFlow (a dependency of Rasa) imports JAX if it can, for converting
+    JAX models to TensorFlow Lite, which nothing here does; an import that
+    finds None in sys.modules fails as if JAX were not installed."""
+    if "jax" not in sys.modules:
+        sys.modules["jax"] = None  # type: ignore[assignment]
+
+
 def _load_crisis_detector() -> None:
     """The NLU component's sentence encoder and heads, loaded before Rasa starts:
     without them Rasa must not answer anyone, so it refuses to start instead."""
@@ -112,6 +123,7 @@ def main() -> None:
         # TensorFlow's own C++ lines would go to stderr, outside the JSON lines.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["RASA_TELEMETRY_ENABLED"] = "false"
+    leave_out_jax()
     if argv[:1] == ["run"]:
         _load_crisis_detector()
     install()
