@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/compare.py [--users 20] [--seconds 60]
     .venv/bin/python bench/compare.py --think 200 [--think-seconds 300]
+    .venv/bin/python bench/compare.py --production ...   (TEST_POSTGRES_URL, TEST_REDIS_URL)
 
 Saturation (the default): the `rasa init` starter bot (DIET + TED, REST
 channel, no custom actions; made with `rasa init --no-prompt` once and cached
@@ -17,6 +18,11 @@ to 15 s between turns, for ``--think-seconds`` (a conversation that finishes
 its referral starts another). Prints turn latency p50/p95/p99, errors, empty
 replies, the referrals stored (each exactly once), and latency by turn index
 (the turn cost as a conversation grows).
+
+``--production``: this assistant in the production profile instead, as
+tests/test_e2e_production.py starts it: two Rasa instances behind HAProxy on
+the atomic Redis lock, PostgreSQL stores (fresh databases beside
+TEST_POSTGRES_URL's, dropped after), the lock on TEST_REDIS_URL.
 
 Loopback only; it stops everything it started.
 """
@@ -43,7 +49,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import yaml  # noqa: E402
 from chat_client import ChatClient, Reply  # noqa: E402
-from conftest import Stack, free_port  # noqa: E402
+from conftest import (  # noqa: E402
+    Stack,
+    _redis_url,
+    drop_postgres_database,
+    free_port,
+    production_env,
+)
 
 ANSWERS = yaml.safe_load((ROOT / "tests" / "data" / "personas.yml").read_text())["self_referral"]["answers"]
 # What a person says to the starter bot (its own stories: greet, mood, goodbye).
@@ -282,11 +294,25 @@ def referrals(url: str, turns: Turns, stop: float, sent: list, think=None) -> No
             continue
 
 
-def run_assistant(users: int, seconds: float, think: tuple[float, float] | None = None):
+PRODUCTION_DATABASES = ("referral_bench_referrals", "referral_bench_tracker")
+
+
+def run_assistant(
+    users: int, seconds: float, think: tuple[float, float] | None = None, production: bool = False
+):
     from bot.training import ensure_model
 
     ensure_model()
-    stack = Stack(Path(tempfile.mkdtemp(prefix="bench-compare-")))
+    env = None
+    if production:
+        if not os.environ.get("TEST_POSTGRES_URL") or _redis_url() is None:
+            sys.exit("--production needs TEST_POSTGRES_URL and TEST_REDIS_URL (see .ci/run)")
+        env = production_env(PRODUCTION_DATABASES, _redis_url())
+    stack = Stack(Path(tempfile.mkdtemp(prefix="bench-compare-")), env)
+    if production:
+        migrate = stack.cli("migrate")
+        if migrate.returncode != 0:
+            sys.exit(migrate.stderr)
     stack.start()
     turns, sent = Turns(), []
     try:
@@ -319,6 +345,9 @@ def run_assistant(users: int, seconds: float, think: tuple[float, float] | None 
         stored = [json.loads(line)["reference"] for line in exported.stdout.splitlines()]
     finally:
         stack.stop()
+        if production:
+            for name in PRODUCTION_DATABASES:
+                drop_postgres_database(name)
     return rate, turns, mem, cpu, sent, stored
 
 
@@ -357,11 +386,16 @@ def main() -> None:
     parser.add_argument("--think", type=int, default=0, help="conversations for the think-time run")
     parser.add_argument("--think-seconds", type=float, default=300)
     parser.add_argument("--skip-starter", action="store_true", help="measure this assistant only")
+    parser.add_argument(
+        "--production", action="store_true", help="two Rasa instances, Redis lock, PostgreSQL stores"
+    )
     args = parser.parse_args()
     rasa = Path(sys.executable).with_name("rasa")
 
     if args.think:
-        rate, turns, mem, cpu, sent, stored = run_assistant(args.think, args.think_seconds, think=(5.0, 15.0))
+        rate, turns, mem, cpu, sent, stored = run_assistant(
+            args.think, args.think_seconds, think=(5.0, 15.0), production=args.production
+        )
         once = sum(stored.count(r) == 1 for r in sent)
         print(f"think time: {args.think} conversations, 5-15 s between turns, {args.think_seconds:.0f} s")
         print(f"  turns: {len(turns.seconds)} ({rate:.1f}/s)")
@@ -384,9 +418,10 @@ def main() -> None:
         print(f"  {starter_rate:.1f} messages/s")
         show_latency(starter_turns)
         show_memory("starter", starter_mem)
-    rate, turns, mem, cpu, sent, stored = run_assistant(args.users, args.seconds)
+    rate, turns, mem, cpu, sent, stored = run_assistant(args.users, args.seconds, production=args.production)
     print(
-        f"this assistant, full referrals through the gateway: {args.users} closed-loop users, "
+        f"this assistant ({'production profile' if args.production else 'make run'}), "
+        f"full referrals through the gateway: {args.users} closed-loop users, "
         f"{args.seconds:.0f} s"
     )
     print(f"  {rate:.1f} turns/s; referrals sent {len(sent)}, stored {len(stored)}")

@@ -90,6 +90,12 @@ def process_env(settings: Settings, env: dict[str, str] | None = None) -> dict[s
         "REDIS_PASSWORD": urllib.parse.unquote(redis.password or ""),
         "REDIS_KEY_PREFIX": env.get("REDIS_KEY_PREFIX", "referral"),
         "PYTHONUNBUFFERED": "1",
+        # One thread per process for NumPy's BLAS (the crisis detector's encoder):
+        # its matrices are small, and OpenBLAS's extra threads spun on the other
+        # core for about 40 ms of CPU a turn in the Rasa process, where the
+        # other processes (or a second Rasa) need it; a turn took no longer.
+        "OPENBLAS_NUM_THREADS": env.get("OPENBLAS_NUM_THREADS", "1"),
+        "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1"),
     }
 
 
