@@ -406,6 +406,45 @@ def test_the_validator_built_once_accepts_and_refuses_what_rasa_does():
         action.RemoteAction._validate_action_result = original
 
 
+def test_the_action_server_is_sent_everything_but_the_responses():
+    import rasa.core.actions.action as action
+    from rasa.utils.endpoints import EndpointConfig
+
+    from bot.rasa_ext import patches
+
+    original = patches._original(action.RemoteAction._action_call_format)
+    action.RemoteAction._action_call_format = original  # whatever another test installed
+    try:
+        patches.install()
+        patched = action.RemoteAction._action_call_format
+        assert patched is not original
+        domain = Domain.load(str(PROJECT_ROOT / "domain.yml"))
+        tracker = DialogueStateTracker.from_events(
+            "someone", [UserUttered("hi", {"name": "greet"}), SlotSet("full_name", "Ann")], domain.slots
+        )
+        remote = action.RemoteAction("validate_referral_form", EndpointConfig("http://127.0.0.1:1/webhook"))
+        theirs, ours = original(remote, tracker, domain), patched(remote, tracker, domain)
+        assert theirs["domain"]["responses"] and "responses" not in ours["domain"]
+        assert ours["domain"] == {k: v for k, v in theirs["domain"].items() if k != "responses"}
+        assert {k: v for k, v in ours.items() if k != "domain"} == {
+            k: v for k, v in theirs.items() if k != "domain"
+        }
+        assert ours["domain"]["forms"] and ours["domain"]["slots"]  # what rasa-sdk reads
+        assert patched(remote, tracker, domain)["domain"] is ours["domain"]  # built once per domain
+        other = Domain.from_dict({"responses": {"utter_x": [{"text": "x"}]}, "intents": ["greet"]})
+        assert "responses" not in patched(remote, tracker, other)["domain"]
+        assert patched(remote, tracker, other)["domain"]["intents"] == ["greet"]
+        # With a selective domain and an action that does not ask for it, no domain, as before.
+        selective = action.RemoteAction(
+            "action_x", EndpointConfig("http://127.0.0.1:1/webhook", enable_selective_domain=True)
+        )
+        assert "domain" not in patched(selective, tracker, domain) and "domain" not in original(
+            selective, tracker, domain
+        )
+    finally:
+        action.RemoteAction._action_call_format = original
+
+
 def test_applied_events_walked_on_are_the_ones_rasa_finds_walking_from_the_start():
     """Random conversations of every event applied_events treats differently
     (loops and rejections, reverts, restarts, new loop names mid-way), asked

@@ -29,6 +29,11 @@ when an upgrade changes one, so the patch is looked at again.
   seen before (Rasa reads every loop name in the conversation first, and a
   new one changes how earlier loop actions count). Each caller gets a list
   of its own, as before.
+- ``RemoteAction._action_call_format`` sent the action server the whole
+  domain with every call, 155 KB of JSON here, 114 KB of it the responses'
+  texts, which the action server never reads (rasa-sdk reads the forms and
+  slots; actions name a response and Rasa fills it in). The domain goes
+  without its responses; everything else is sent as before.
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ PINNED = {
     ),
     "rasa.shared.core.events.Event.resolve_by_type": (
         "b5cf570fa7f286c7059ec73d8880528d03a78b28cf4e80285a46079c0fa65968"
+    ),
+    "rasa.core.actions.action.RemoteAction._action_call_format": (
+        "428795b944f22edba142d278ec47a30098975b01463ba337ec447dade52a0492"
     ),
     "rasa.shared.core.trackers.DialogueStateTracker.applied_events": (
         "764d5065ea9997d613c1984d9357370f9ae32d31ca21346086f16c54f0487aae"
@@ -70,6 +78,10 @@ def _targets() -> dict[str, tuple[object, str]]:
             "_validate_action_result",
         ),
         "rasa.shared.core.events.Event.resolve_by_type": (events.Event, "resolve_by_type"),
+        "rasa.core.actions.action.RemoteAction._action_call_format": (
+            action.RemoteAction,
+            "_action_call_format",
+        ),
         "rasa.shared.core.trackers.DialogueStateTracker.applied_events": (
             trackers.DialogueStateTracker,
             "applied_events",
@@ -141,6 +153,28 @@ def _resolve_by_type_by_name() -> Callable:
 
     find()
     return resolve_by_type
+
+
+NOT_FOR_ACTIONS = ("responses",)  # domain keys the action server is not sent
+
+
+def _action_call_format_without_responses() -> Callable:
+    trimmed: dict[int, tuple[object, dict]] = {}  # id(domain) -> (domain, what is sent)
+
+    def _action_call_format(self, tracker, domain) -> dict:
+        """Create the request json send to the action server."""
+        result = _action_call_format._referral_original(self, tracker, domain)
+        if "domain" in result:
+            known = trimmed.get(id(domain))
+            if known is None or known[0] is not domain:
+                if len(trimmed) > 8:  # a domain per model loaded: a few at most
+                    trimmed.clear()
+                sent = {key: value for key, value in result["domain"].items() if key not in NOT_FOR_ACTIONS}
+                known = trimmed[id(domain)] = (domain, sent)
+            result["domain"] = known[1]
+        return result
+
+    return _action_call_format
 
 
 class _Walk:
@@ -228,6 +262,7 @@ def _applied_events_walked_on() -> Callable:
 REPLACEMENTS = {
     "rasa.core.actions.action.RemoteAction._validate_action_result": _validate_action_result_once,
     "rasa.shared.core.events.Event.resolve_by_type": _resolve_by_type_by_name,
+    "rasa.core.actions.action.RemoteAction._action_call_format": _action_call_format_without_responses,
     "rasa.shared.core.trackers.DialogueStateTracker.applied_events": _applied_events_walked_on,
 }
 
