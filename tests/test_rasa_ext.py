@@ -582,3 +582,90 @@ def test_rasa_loads_and_runs_its_graph_without_jax():
         timeout=300,
     )
     assert done.stdout.strip().endswith("False"), done.stderr[-2000:]
+
+
+def test_json_written_and_read_with_ujson_is_what_json_writes_and_reads():
+    import math
+    import random
+
+    from bot.rasa_ext.patches import json_dumps, json_loads
+
+    rng = random.Random(3)
+    values = [rng.random() * 10 ** rng.randint(-300, 300) for _ in range(5000)]
+    values += [rng.getrandbits(63), 2**70, -(2**70), 1.7e9 + rng.random(), 5e-324, -0.0, True, None]
+    event = {
+        "event": "user",
+        "text": "Ann/Smith “quoted” é 😀 \n\t\\",
+        "parse_data": {"intent": {"name": "inform", "confidence": 0.912345678}, "entities": []},
+        "timestamp": 1733338383.123456,
+    }
+    for value in [*values, event, [event, {"1": [1, 2.5, "x"]}]]:
+        assert json.loads(json_dumps(value)) == value
+        assert json_loads(json.dumps(value)) == json.loads(json.dumps(value))
+        assert type(json_loads(json.dumps(value))) is type(value)
+    # Where ujson refuses, json's own answer.
+    assert json_loads('"\\ud800"') == json.loads('"\\ud800"')
+    assert math.isnan(json_loads("NaN")) and json_dumps(float("inf")) == json.dumps(float("inf"))
+    assert json_loads(str(2**80)) == 2**80
+    with pytest.raises(TypeError):
+        json_dumps({"x": object()})
+    with pytest.raises(ValueError):
+        json_loads("{not json")
+
+
+def test_rasa_posts_to_the_action_server_with_the_patched_session():
+    import asyncio
+
+    import rasa.utils.endpoints as endpoints
+    from aiohttp import web
+
+    from bot.rasa_ext import patches
+
+    original = patches._original(endpoints.EndpointConfig.session)
+    endpoints.EndpointConfig.session = original  # whatever another test installed
+    received = []
+
+    async def webhook(request):
+        received.append((await request.text(), request.headers.get("Content-Type"), request.headers.get("X")))
+        return web.json_response({"events": [], "responses": [{"text": "a/b é"}]})
+
+    async def main():
+        app = web.Application()
+        app.router.add_post("/webhook", webhook)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            config = endpoints.EndpointConfig(f"http://127.0.0.1:{port}/webhook", headers={"X": "y"})
+            body = {"next_action": "validate_referral_form", "tracker": {"events": [{"text": "Ann/é 😀"}]}}
+            answer = await config.request(json=body, method="post")
+            session = config.session()
+            timeout = session.timeout.total
+            assert session._json_serialize is patches.json_dumps
+            await session.close()
+            return body, answer, timeout
+        finally:
+            await runner.cleanup()
+
+    try:
+        patches.install()
+        assert endpoints.EndpointConfig.session is not original
+        body, answer, timeout = asyncio.run(main())
+        assert answer == {"events": [], "responses": [{"text": "a/b é"}]}
+        text, content_type, header = received[0]
+        assert json.loads(text) == body and content_type == "application/json" and header == "y"
+        assert timeout == endpoints.DEFAULT_REQUEST_TIMEOUT
+    finally:
+        endpoints.EndpointConfig.session = original
+
+
+def test_patches_can_be_switched_off_by_name():
+    from bot.rasa_ext import patches
+
+    assert patches.switched_off({}) == set()
+    assert patches.switched_off({"RASA_PATCHES_OFF": " applied_events, session ,nonsense"}) == {
+        "rasa.shared.core.trackers.DialogueStateTracker.applied_events",
+        "rasa.utils.endpoints.EndpointConfig.session",
+    }

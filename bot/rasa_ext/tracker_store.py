@@ -29,6 +29,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import crypto, transcripts
+from bot.rasa_ext import patches
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class EncryptedSQLTrackerStore(SQLTrackerStore):
                 .all()
             )
             plain = self.plaintexts.read(sender_id, [(row_id, data) for row_id, data in rows])
-            events = [json.loads(text) for text in plain]
+            events = [patches.json_loads(text) for text in plain]
         if self.domain and events:
             return DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
         return None
