@@ -49,6 +49,33 @@ async def test_events_are_stored_encrypted_and_read_back(domain, tmp_path):
     assert again.get_slot("full_name") == "Ottoline" and again.latest_message.text == SENTENCE
 
 
+async def test_the_sqlite_tracker_database_is_written_ahead_and_waits_for_locks(domain, tmp_path):
+    from bot.rasa_ext.tracker_store import create_tables
+
+    url = f"sqlite:///{tmp_path / 'tracker.db'}"
+    store = EncryptedSQLTrackerStore(domain, url=url)
+    await store.save(tracker(domain))
+    with sqlite3.connect(tmp_path / "tracker.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)  # kept in the file
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 15000
+    # While another connection holds the write lock, a turn waits and is stored.
+    holder = sqlite3.connect(tmp_path / "tracker.db", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    import asyncio
+    import threading
+
+    threading.Timer(0.5, holder.rollback).start()
+    second = tracker(domain, "chat-2")
+    await asyncio.wait_for(store.save(second), 20)
+    assert (await store.retrieve("chat-2")).get_slot("full_name") == "Ottoline"
+    holder.close()
+    # The runner's create_tables makes a new database the same way.
+    create_tables(f"sqlite:///{tmp_path / 'fresh.db'}")
+    with sqlite3.connect(tmp_path / "fresh.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
 async def test_a_turn_decrypts_only_the_rows_added_since_the_last(domain, tmp_path):
     url = f"sqlite:///{tmp_path / 'tracker.db'}"
     store = EncryptedSQLTrackerStore(domain, url=url)
