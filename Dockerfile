@@ -60,8 +60,12 @@ RUN rasa telemetry disable
 # HOST and SANIC_HOST: each container has its own network namespace; which
 # ports other containers and the outside reach is set by compose.yaml (only
 # `web` is published) and deploy/k8s/network-policy.yaml.
+# One BLAS thread per process (as bot/runner.py sets): the crisis encoder's
+# matrices are small, and more threads only spin on the other cores.
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    OPENBLAS_NUM_THREADS=1 \
+    OMP_NUM_THREADS=1 \
     LOG_FORMAT=json \
     REFERRAL_PROFILE=production \
     REFERRAL_VAR_DIR=/opt/referral-assistant/var \
