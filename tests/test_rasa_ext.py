@@ -5,6 +5,7 @@ import json
 import os
 import sqlite3
 import zlib
+from contextlib import contextmanager
 
 import pytest
 from rasa.shared.core.domain import Domain
@@ -375,6 +376,27 @@ async def test_the_second_instance_waits_for_the_first_and_the_lock_goes_after(l
 # ---------------------------------------------------------------- speed patches
 
 
+@contextmanager
+def rasa_patched(owner, attribute: str):
+    """(Rasa's own function, the patch) with the patch installed in its place,
+    whatever another test left there; Rasa's own again afterwards."""
+    import inspect
+
+    from bot.rasa_ext import patches
+
+    original = patches._original(getattr(owner, attribute))
+    static = isinstance(inspect.getattr_static(owner, attribute), staticmethod)
+    own = staticmethod(original) if static else original
+    setattr(owner, attribute, own)
+    try:
+        patches.install()
+        patched = getattr(owner, attribute)
+        assert patched is not original and patches._original(patched) is original
+        yield original, patched
+    finally:
+        setattr(owner, attribute, own)
+
+
 def test_every_patched_rasa_function_is_still_the_one_the_patch_was_written_for():
     """Fails when a Rasa upgrade changes a function bot/rasa_ext/patches.py replaces:
     read the new source, update the patch, then its hash in PINNED."""
@@ -392,12 +414,8 @@ def test_the_validator_built_once_accepts_and_refuses_what_rasa_does():
 
     from bot.rasa_ext import patches
 
-    original = patches._original(action.RemoteAction._validate_action_result)
-    action.RemoteAction._validate_action_result = original  # whatever another test installed
-    try:
-        patches.install()
-        patched = action.RemoteAction._validate_action_result
-        assert patched is not original and patches.changed() == []
+    with rasa_patched(action.RemoteAction, "_validate_action_result") as (original, patched):
+        assert patches.changed() == []
         assert patches.install() == []  # installing twice changes nothing
         remote = action.RemoteAction("action_x", None)
         good = [
@@ -429,22 +447,14 @@ def test_the_validator_built_once_accepts_and_refuses_what_rasa_does():
             with pytest.raises(jsonschema.ValidationError) as ours:
                 patched(remote, result)
             assert ours.value.message == theirs.value.message and ours.value.path == theirs.value.path
-    finally:
-        action.RemoteAction._validate_action_result = original
 
 
 def test_the_action_server_is_sent_everything_but_the_responses():
     import rasa.core.actions.action as action
     from rasa.utils.endpoints import EndpointConfig
 
-    from bot.rasa_ext import patches
 
-    original = patches._original(action.RemoteAction._action_call_format)
-    action.RemoteAction._action_call_format = original  # whatever another test installed
-    try:
-        patches.install()
-        patched = action.RemoteAction._action_call_format
-        assert patched is not original
+    with rasa_patched(action.RemoteAction, "_action_call_format") as (original, patched):
         domain = Domain.load(str(PROJECT_ROOT / "domain.yml"))
         tracker = DialogueStateTracker.from_events(
             "someone", [UserUttered("hi", {"name": "greet"}), SlotSet("full_name", "Ann")], domain.slots
@@ -468,8 +478,6 @@ def test_the_action_server_is_sent_everything_but_the_responses():
         assert "domain" not in patched(selective, tracker, domain) and "domain" not in original(
             selective, tracker, domain
         )
-    finally:
-        action.RemoteAction._action_call_format = original
 
 
 def test_applied_events_walked_on_are_the_ones_rasa_finds_walking_from_the_start():
@@ -484,11 +492,8 @@ def test_applied_events_walked_on_are_the_ones_rasa_finds_walking_from_the_start
     import rasa.shared.core.events as ev
     from rasa.shared.core.trackers import DialogueStateTracker
 
-    from bot.rasa_ext import patches
 
     cls = DialogueStateTracker
-    original = patches._original(cls.applied_events)
-    cls.applied_events = original  # whatever another test installed
     palette = [
         lambda: ev.UserUttered("hi", {"name": "inform"}),
         lambda: ev.ActionExecuted("action_listen"),
@@ -515,9 +520,7 @@ def test_applied_events_walked_on_are_the_ones_rasa_finds_walking_from_the_start
         ours, theirs = tracker.applied_events(), original(tracker)
         return [id(e) for e in ours] == [id(e) for e in theirs]
 
-    try:
-        patches.install()
-        assert cls.applied_events is not original
+    with rasa_patched(cls, "applied_events") as (original, _):
         rng = random.Random(7)
         checked = 0
         for _ in range(150):
@@ -537,8 +540,6 @@ def test_applied_events_walked_on_are_the_ones_rasa_finds_walking_from_the_start
             mine.append(ev.Restarted())  # a caller's list is its own
             assert same(tracker)
         assert checked > 2000
-    finally:
-        cls.applied_events = original
 
 
 def test_events_are_resolved_by_name_exactly_as_rasa_resolves_them():
@@ -546,14 +547,8 @@ def test_events_are_resolved_by_name_exactly_as_rasa_resolves_them():
     import rasa.shared.core.events as events
     import rasa.shared.utils.common
 
-    from bot.rasa_ext import patches
 
-    original = patches._original(events.Event.resolve_by_type)
-    events.Event.resolve_by_type = staticmethod(original)  # whatever another test installed
-    try:
-        patches.install()
-        patched = events.Event.resolve_by_type
-        assert patched is not original and patches._original(patched) is original
+    with rasa_patched(events.Event, "resolve_by_type") as (original, patched):
         names = {cls.type_name for cls in rasa.shared.utils.common.all_subclasses(events.Event)}
         assert len(names) > 20
         for name in names:
@@ -573,8 +568,6 @@ def test_events_are_resolved_by_name_exactly_as_rasa_resolves_them():
         stored = {"event": "user", "text": "hello", "parse_data": {"intent": {"name": "greet"}}}
         assert events.Event.from_parameters(stored) == events.UserUttered("hello", {"name": "greet"})
         assert events.UserUttered("x").resolve_by_type("bot") is events.BotUttered
-    finally:
-        events.Event.resolve_by_type = staticmethod(original)
 
 
 def test_rasa_loads_and_runs_its_graph_without_jax():
@@ -648,8 +641,6 @@ def test_rasa_posts_to_the_action_server_with_the_patched_session():
 
     from bot.rasa_ext import patches
 
-    original = patches._original(endpoints.EndpointConfig.session)
-    endpoints.EndpointConfig.session = original  # whatever another test installed
     received = []
 
     async def webhook(request):
@@ -676,16 +667,12 @@ def test_rasa_posts_to_the_action_server_with_the_patched_session():
         finally:
             await runner.cleanup()
 
-    try:
-        patches.install()
-        assert endpoints.EndpointConfig.session is not original
+    with rasa_patched(endpoints.EndpointConfig, "session"):
         body, answer, timeout = asyncio.run(main())
         assert answer == {"events": [], "responses": [{"text": "a/b é"}]}
         text, content_type, header = received[0]
         assert json.loads(text) == body and content_type == "application/json" and header == "y"
         assert timeout == endpoints.DEFAULT_REQUEST_TIMEOUT
-    finally:
-        endpoints.EndpointConfig.session = original
 
 
 def test_patches_can_be_switched_off_by_name():
