@@ -66,7 +66,13 @@ def test_detector_meets_the_acceptance_thresholds(path):
 
 
 EXTERNAL = DEV_SET.parent / "external" / "dev_all.jsonl"
-FRESH = Path(__file__).parent / "data" / "crisis_fresh.jsonl"
+# Batches written (by a helper that saw none of the detector, its data or the
+# evaluation sets) before the changes they measure, and never edited after:
+# crisis_fresh.jsonl before the semantic layer was tuned; crisis_fresh2.jsonl
+# before the pattern families of 2026-12-06 (which its misses then shaped, so
+# its later figures flatter); crisis_fresh3.jsonl after that, before anything
+# was tuned on it.
+FRESH_BATCHES = [Path(__file__).parent / "data" / f"crisis_fresh{n}.jsonl" for n in ("", "2", "3")]
 # Regression floors: the figures measured when the semantic layer landed
 # (README "Crisis detection"), less a little. They are not issue 15's targets,
 # which the table prints beside each figure; a change that lowers a figure
@@ -92,6 +98,26 @@ FLOORS = {
         "ask_at_ask": 0.92,
         "none_at_crisis": 0.12,
         "none_at_ask": 0.20,
+    },
+    # scored once before the pattern families of 2026-12-06: 87.1, 91.8, 93.3, 97.8, 8.6, 17.1 (%);
+    # after them (its misses shaped the second round) 94.1, 97.6, 100, 100, 8.6, 17.1
+    "crisis_fresh2.jsonl": {
+        "crisis_at_crisis": 0.91,
+        "crisis_at_ask": 0.95,
+        "imminent_at_imminent": 0.95,
+        "ask_at_ask": 0.95,
+        "none_at_crisis": 0.11,
+        "none_at_ask": 0.20,
+    },
+    # written after the pattern families, tuned on by nothing: 85.9, 92.9, 83.3, 95.6, 14.3, 22.9 (%)
+    # with the patterns before them, 87.1, 94.1, 83.3, 95.6, 14.3, 22.9 after
+    "crisis_fresh3.jsonl": {
+        "crisis_at_crisis": 0.84,
+        "crisis_at_ask": 0.91,
+        "imminent_at_imminent": 0.80,
+        "ask_at_ask": 0.93,
+        "none_at_crisis": 0.16,
+        "none_at_ask": 0.25,
     },
 }
 
@@ -150,10 +176,11 @@ def test_detector_figures_on_real_text_each_source_left_out_of_training(monkeypa
 
 
 @pytest.mark.scoring
-def test_detector_figures_on_the_fresh_batch():
-    rows = load(FRESH)
+@pytest.mark.parametrize("path", FRESH_BATCHES, ids=[p.name for p in FRESH_BATCHES])
+def test_detector_figures_on_the_fresh_batches(path):
+    rows = load(path)
     got = [assess(row["text"], row.get("history", [])).level for row in rows]
-    _print_and_check(FRESH.name, rows, got, FLOORS[FRESH.name])
+    _print_and_check(path.name, rows, got, FLOORS[path.name])
 
 
 @pytest.mark.parametrize("path", [DEV_SET, OWN_CASES], ids=["shared dev set", "own cases"])
