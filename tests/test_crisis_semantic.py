@@ -102,6 +102,20 @@ def test_training_is_deterministic_and_the_heads_file_round_trips(tmp_path):
     assert loaded.meta["validation_recall"].keys() == {"ask", "crisis", "imminent"}
 
 
+def test_the_shared_support_vectors_give_each_kernel_its_own_decision():
+    heads = semantic.Heads.load(semantic.ensure_heads()[0])
+    distinct, index = heads._shared
+    kernels = {**heads.levels, **heads.signals}
+    assert len(distinct) < sum(len(k.vectors) for k in kernels.values())  # they do share
+    for name, kernel in kernels.items():
+        assert np.array_equal(distinct[index[name]], kernel.vectors)
+    vectors = encoders.load().encode(["i have the tablets in front of me", "my GP is Dr Okafor", "no"])
+    levels, signals = heads.all_decisions(vectors)
+    for name, kernel in kernels.items():
+        assert np.allclose({**levels, **signals}[name], kernel.decision(vectors), atol=1e-3)
+    assert levels.keys() == heads.decisions(vectors).keys()
+
+
 def test_thresholds_keep_the_recall_target_unless_ordinary_answers_pay_for_it():
     rng = np.random.default_rng(0)
     levels = ["none"] * 200 + ["ask"] * 100 + ["crisis"] * 100 + ["imminent"] * 100
