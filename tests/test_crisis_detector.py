@@ -333,3 +333,20 @@ def test_warm_up_builds_every_part():
     warm_up()
     assert semantic.scorer.cache_info().currsize == 1
     assert compiled.cache_info().currsize == 2
+
+
+def test_no_ordinary_persona_answer_gets_the_safety_question():
+    """The end-to-end personas' answers, assessed alone, are no risk: a change to
+    the corpus or patterns that turned "He has stopped going to school and stays
+    in his room" into `ask` stopped a supported referral with the safety question
+    (CI's test_a_parent_referring_a_teenager caught it; this says so in seconds)."""
+    import yaml
+
+    personas = yaml.safe_load((Path(__file__).parent / "data" / "personas.yml").read_text(encoding="utf-8"))
+    flagged = [
+        (name, field, answer, level)
+        for name, persona in personas.items()
+        for field, answer in persona["answers"].items()
+        if isinstance(answer, str) and (level := assess(answer).level) != "none"
+    ]
+    assert not flagged, flagged
