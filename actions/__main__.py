@@ -22,7 +22,7 @@ from rasa_sdk.constants import APPLICATION_ROOT_LOGGER_NAME  # noqa: E402
 from rasa_sdk.endpoint import create_argument_parser  # noqa: E402
 
 from actions.server import build_app  # noqa: E402
-from bot import logs  # noqa: E402
+from bot import heap, logs  # noqa: E402
 from bot.crisis import warm_up  # noqa: E402
 
 
@@ -46,6 +46,7 @@ def main() -> None:
         utils.update_sanic_log_level()
     warm_up(semantic_layer=False)  # the NLU component's result carries the semantic layer's
     app = build_app(args.actions, token)
+    heap.settle()
     app.run(os.environ.get("SANIC_HOST", "127.0.0.1"), args.port, workers=1, access_log=False)
 
 

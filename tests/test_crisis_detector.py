@@ -72,7 +72,7 @@ EXTERNAL = DEV_SET.parent / "external" / "dev_all.jsonl"
 # before the pattern families of 2026-12-06 (which its misses then shaped, so
 # its later figures flatter); crisis_fresh3.jsonl after that, before anything
 # was tuned on it.
-FRESH_BATCHES = [Path(__file__).parent / "data" / f"crisis_fresh{n}.jsonl" for n in ("", "2", "3")]
+FRESH_BATCHES = [Path(__file__).parent / "data" / f"crisis_fresh{n}.jsonl" for n in ("", "2", "3", "4")]
 # Regression floors: the figures measured when the semantic layer landed
 # (README "Crisis detection"), less a little. They are not issue 15's targets,
 # which the table prints beside each figure; a change that lowers a figure
@@ -124,6 +124,17 @@ FLOORS = {
         "ask_at_ask": 0.93,
         "none_at_crisis": 0.16,
         "none_at_ask": 0.25,
+    },
+    # written blind on 2026-12-07 (200 lines; the 18 within difflib 0.85 of a line already in the
+    # corpus, the tests or the shared sets were dropped before scoring) and scored once, before any
+    # change: 94.0, 98.8, 100, 85.4, 8.6, 8.6 (%). Its 16 misses are in that day's closing note.
+    "crisis_fresh4.jsonl": {
+        "crisis_at_crisis": 0.92,
+        "crisis_at_ask": 0.96,
+        "imminent_at_imminent": 0.95,
+        "ask_at_ask": 0.82,
+        "none_at_crisis": 0.11,
+        "none_at_ask": 0.11,
     },
 }
 

@@ -19,6 +19,7 @@ from bot.rasa_ext.tracker_store import (
     EncryptedSQLTrackerStore,
     FailClosedTrackerStore,
     TrackerStoreUnavailable,
+    Trackers,
 )
 
 SENTENCE = "my neighbour's parrot recites my bank details"
@@ -80,6 +81,7 @@ async def test_the_sqlite_tracker_database_is_written_ahead_and_waits_for_locks(
 async def test_a_turn_decrypts_only_the_rows_added_since_the_last(domain, tmp_path):
     url = f"sqlite:///{tmp_path / 'tracker.db'}"
     store = EncryptedSQLTrackerStore(domain, url=url)
+    store.trackers = Trackers(conversations=0)  # every read rebuilds, as when another instance wrote
     await store.save(tracker(domain))
     first = await store.retrieve("chat-1")
     stored = store.plaintexts.decrypted
@@ -95,6 +97,7 @@ async def test_a_turn_decrypts_only_the_rows_added_since_the_last(domain, tmp_pa
 async def test_the_cache_never_outlives_what_the_database_holds(domain, tmp_path):
     url = f"sqlite:///{tmp_path / 'tracker.db'}"
     store = EncryptedSQLTrackerStore(domain, url=url)
+    store.trackers = Trackers(conversations=0)
     other = EncryptedSQLTrackerStore(domain, url=url)  # a second instance on the same database
     await store.save(tracker(domain))
     await store.retrieve("chat-1")
@@ -118,6 +121,104 @@ async def test_the_cache_never_outlives_what_the_database_holds(domain, tmp_path
         db.execute("DELETE FROM events WHERE sender_id = 'chat-1'")
     assert await store.retrieve("chat-1") is None
     assert "chat-1" not in store.plaintexts._entries
+
+
+def rebuilt(store, sender="chat-1"):
+    """What a store that keeps no tracker reads back (another instance, or a restart)."""
+    fresh = EncryptedSQLTrackerStore(store.domain, url=str(store.engine.url))
+    fresh.trackers = Trackers(conversations=0)
+    return fresh.retrieve(sender)
+
+
+def state(tracker) -> dict:
+    return {"events": [e.as_dict() for e in tracker.events], "state": tracker.current_state()}
+
+
+async def test_the_next_turn_gets_the_tracker_the_last_turn_saved(domain, tmp_path):
+    store = EncryptedSQLTrackerStore(domain, url=f"sqlite:///{tmp_path / 'tracker.db'}")
+    first = await store.retrieve("chat-1") or tracker(domain)
+    await store.save(first)
+    for turn in range(5):
+        current = await store.retrieve("chat-1")
+        assert current is first  # not rebuilt: the database holds exactly what it was saved as
+        assert state(current) == state(await rebuilt(store))
+        current.update(UserUttered(f"turn {turn}"))
+        current.update(SlotSet("full_name", f"Name {turn}"))
+        await store.save(current)
+    assert store.trackers.handed == 5 and store.plaintexts.decrypted == 0
+    assert state(await store.retrieve("chat-1")) == state(await rebuilt(store))
+
+
+async def test_a_kept_tracker_is_handed_out_only_while_it_is_what_the_database_holds(domain, tmp_path):
+    url = f"sqlite:///{tmp_path / 'tracker.db'}"
+    store = EncryptedSQLTrackerStore(domain, url=url)
+    other = EncryptedSQLTrackerStore(domain, url=url)  # a second instance on the same database
+    mine = tracker(domain)
+    await store.save(mine)
+    # Another instance wrote a turn: rebuilt, with its write.
+    theirs = await other.retrieve("chat-1")
+    theirs.update(SlotSet("full_name", "Written elsewhere"))
+    await other.save(theirs)
+    again = await store.retrieve("chat-1")
+    assert again is not mine and again.get_slot("full_name") == "Written elsewhere"
+    # One owner at a time: a second read while the first holds it is rebuilt.
+    await store.save(again)
+    assert await store.retrieve("chat-1") is again
+    assert await store.retrieve("chat-1") is not again
+    # Events added after the save and never saved: not handed out.
+    await store.save(again)
+    again.update(SlotSet("full_name", "Never saved"))
+    assert (await store.retrieve("chat-1")).get_slot("full_name") == "Written elsewhere"
+    # Re-encrypted in place (`keys rotate`), with new text under the same ids: rebuilt.
+    latest = await store.retrieve("chat-1")
+    await store.save(latest)
+    with sqlite3.connect(tmp_path / "tracker.db") as db:
+        for row_id, data in db.execute("SELECT id, data FROM events").fetchall():
+            event = json.loads(crypto.keyring().decrypt(data))
+            if event.get("value") == "Written elsewhere":
+                event["value"] = "Changed in place"
+            db.execute(
+                "UPDATE events SET data = ? WHERE id = ?",
+                (crypto.keyring().encrypt(json.dumps(event).encode()), row_id),
+            )
+    assert (await store.retrieve("chat-1")).get_slot("full_name") == "Changed in place"
+    # Deleted: nothing comes back, and nothing of it is held.
+    await store.save(await store.retrieve("chat-1"))
+    with sqlite3.connect(tmp_path / "tracker.db") as db:
+        db.execute("DELETE FROM events WHERE sender_id = 'chat-1'")
+    assert await store.retrieve("chat-1") is None
+    assert "chat-1" not in store.trackers._entries and "chat-1" not in store.plaintexts._entries
+
+
+async def test_a_new_session_is_read_from_its_start_not_kept(domain, tmp_path):
+    from rasa.shared.core.events import ActionExecuted, SessionStarted
+
+    store = EncryptedSQLTrackerStore(domain, url=f"sqlite:///{tmp_path / 'tracker.db'}")
+    old = tracker(domain)
+    await store.save(old)
+    current = await store.retrieve("chat-1")
+    for event in (ActionExecuted("action_session_start"), SessionStarted(), ActionExecuted("action_listen")):
+        current.update(event)
+    current.update(UserUttered("a new day"))
+    await store.save(current)
+    read = await store.retrieve("chat-1")
+    # Rasa reads a conversation from its latest session's start: the kept tracker,
+    # which holds the old session too, is not what that read gives.
+    assert read is not current
+    assert state(read) == state(await rebuilt(store))
+    assert read.latest_message.text == "a new day" and len(read.events) < len(current.events)
+
+
+def test_the_kept_trackers_stay_within_their_limits(domain):
+    kept = Trackers(conversations=2, events=7)
+    for n, sender in enumerate("abc"):
+        kept.keep(tracker(domain, sender), [(n * 10 + i, "tag") for i in range(3)])
+    assert list(kept._entries) == ["b", "c"] and kept._held == 6
+    kept.keep(tracker(domain, "d"), [(40 + i, "tag") for i in range(3)])
+    assert list(kept._entries) == ["c", "d"] and kept._held == 6
+    big = DialogueStateTracker.from_events("e", [SlotSet("full_name", str(i)) for i in range(8)], domain.slots)
+    kept.keep(big, [(50 + i, "tag") for i in range(8)])
+    assert kept._entries == {} and kept._held == 0  # more events than the limit: not kept at all
 
 
 def test_the_cache_keeps_within_its_limits():
@@ -673,6 +774,59 @@ def test_rasa_posts_to_the_action_server_with_the_patched_session():
         text, content_type, header = received[0]
         assert json.loads(text) == body and content_type == "application/json" and header == "y"
         assert timeout == endpoints.DEFAULT_REQUEST_TIMEOUT
+
+
+def test_calls_to_one_endpoint_share_a_session_and_its_open_connections(monkeypatch):
+    import asyncio
+
+    import rasa.utils.endpoints as endpoints
+    from aiohttp import web
+
+    from bot.rasa_ext import patches
+
+    peers = []
+
+    async def webhook(request):
+        peers.append(request.transport.get_extra_info("peername")[1])
+        if request.query.get("fail"):
+            return web.Response(status=409, text="busy")
+        if request.query.get("plain"):
+            return web.Response(text="not json")
+        return web.json_response({"got": await request.json()})
+
+    async def main():
+        app = web.Application()
+        app.router.add_post("/webhook", webhook)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            config = endpoints.EndpointConfig(f"http://127.0.0.1:{port}/webhook", headers={"X": "y"})
+            answers = [await config.request(json={"n": n}, method="post") for n in range(3)]
+            answers += await asyncio.gather(*(config.request(json={"n": n}) for n in range(3, 6)))
+            with pytest.raises(endpoints.ClientResponseError) as failed:
+                await config.request(json={}, params={"fail": "1"})
+            plain = await config.request(json={}, params={"plain": "1"})
+            session = config._referral_session[1]
+            await asyncio.sleep(patches.KEEP_ALIVE + 0.3)  # idle longer than a connection is kept
+            await config.request(json={"n": 6})
+            same = config._referral_session[1] is session
+            await patches.close_sessions()
+            return answers, failed.value.status, plain, same, session.closed
+        finally:
+            await runner.cleanup()
+
+    monkeypatch.setattr(patches, "KEEP_ALIVE", 0.2)
+    with rasa_patched(endpoints.EndpointConfig, "request"):
+        answers, status, plain, same, closed = asyncio.run(main())
+    assert answers == [{"got": {"n": n}} for n in range(6)]
+    assert status == 409 and plain is None
+    assert same and closed  # one session for the endpoint, closed when asked
+    assert peers[1] == peers[0] == peers[2]  # one after another: one connection, kept open
+    assert len(set(peers[:6])) <= 3  # three at once: a connection each at most
+    assert peers[-1] not in peers[:-1]  # idle past the limit: a new connection, never a stale one
 
 
 def test_patches_can_be_switched_off_by_name():

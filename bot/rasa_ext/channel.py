@@ -26,6 +26,8 @@ from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, Us
 from sanic import Blueprint, response
 from sanic.request import Request
 
+from bot import heap
+from bot.rasa_ext import patches
 from bot.rasa_ext.tracker_store import TrackerStoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,15 @@ class GatewayInput(InputChannel):
 
     def blueprint(self, on_new_message) -> Blueprint:
         hook = Blueprint("gateway_webhook", __name__)
+
+        @hook.listener("after_server_start")
+        async def settle(app, loop) -> None:
+            # Rasa loads the model before the server starts (before_server_start).
+            heap.settle()
+
+        @hook.listener("after_server_stop")
+        async def close(app, loop) -> None:
+            await patches.close_sessions()  # the action server's connections, kept open between calls
 
         @hook.route("/", methods=["GET"])
         async def health(request: Request):

@@ -40,15 +40,26 @@ when an upgrade changes one, so the patch is looked at again.
   Sanic, pinned in constraints.txt), 2.7 times faster here, and with
   ``json.dumps`` whenever ujson refuses a value. ``json_loads`` is the
   same for reading, used by the tracker store (bot/rasa_ext/tracker_store.py).
+- ``EndpointConfig.request`` made a new aiohttp session, and so a new
+  connection to the action server, for every call, and closed both after
+  it (several calls a turn). Each endpoint now keeps one session per event
+  loop, made as before (headers, auth, timeout, ujson), whose connections
+  stay open for ``KEEP_ALIVE`` seconds between calls: less than the 5 s
+  after which the action server (Sanic) closes an idle one, so a call is
+  never sent on a connection the server is closing. The request itself, its
+  errors and its answer are Rasa's. ``close_sessions`` closes them when the
+  server stops.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 import json
 import logging
 import os
+import ssl
 from collections.abc import Callable
 from itertools import islice
 from typing import Any
@@ -73,6 +84,9 @@ PINNED = {
     ),
     "rasa.shared.core.trackers.DialogueStateTracker.applied_events": (
         "764d5065ea9997d613c1984d9357370f9ae32d31ca21346086f16c54f0487aae"
+    ),
+    "rasa.utils.endpoints.EndpointConfig.request": (
+        "ccdb778aed8208e23cde3c3f47eac7fbbbb735dac8f7ef7254d54451c64ad608"
     ),
 }
 
@@ -102,6 +116,7 @@ def _targets() -> dict[str, tuple[object, str]]:
             trackers.DialogueStateTracker,
             "applied_events",
         ),
+        "rasa.utils.endpoints.EndpointConfig.request": (endpoints.EndpointConfig, "request"),
     }
 
 
@@ -187,26 +202,124 @@ def json_loads(text: str | bytes) -> Any:
         return json.loads(text)
 
 
-def _session_with_ujson() -> Callable:
+def client_session(endpoint, connector=None):
+    """The aiohttp session Rasa's ``EndpointConfig.session`` makes, writing JSON
+    with ujson, on ``connector`` if one is given."""
     import aiohttp
     import rasa.utils.endpoints as endpoints
 
+    # create authentication parameters
+    if endpoint.basic_auth:
+        auth = aiohttp.BasicAuth(endpoint.basic_auth["username"], endpoint.basic_auth["password"])
+    else:
+        auth = None
+
+    return aiohttp.ClientSession(
+        headers=endpoint.headers,
+        auth=auth,
+        timeout=aiohttp.ClientTimeout(total=endpoints.DEFAULT_REQUEST_TIMEOUT),
+        json_serialize=json_dumps,
+        connector=connector,
+    )
+
+
+def _session_with_ujson() -> Callable:
+    import aiohttp
+
     def session(self) -> aiohttp.ClientSession:
         """Creates and returns a configured aiohttp client session."""
-        # create authentication parameters
-        if self.basic_auth:
-            auth = aiohttp.BasicAuth(self.basic_auth["username"], self.basic_auth["password"])
-        else:
-            auth = None
-
-        return aiohttp.ClientSession(
-            headers=self.headers,
-            auth=auth,
-            timeout=aiohttp.ClientTimeout(total=endpoints.DEFAULT_REQUEST_TIMEOUT),
-            json_serialize=json_dumps,
-        )
+        return client_session(self)
 
     return session
+
+
+KEEP_ALIVE = 2.0  # seconds an idle connection is kept: under Sanic's 5 (the action server's own)
+_sessions: list = []  # every session made, so that they can be closed when the server stops
+
+
+def _request_on_one_session() -> Callable:
+    import aiohttp
+    import rasa.utils.endpoints as endpoints
+
+    def shared_session(self) -> aiohttp.ClientSession:
+        """This endpoint's session on the running event loop: made once, with
+        its connections kept open between calls."""
+        loop = asyncio.get_running_loop()
+        held = getattr(self, "_referral_session", None)
+        if held is not None and held[0] is loop and not held[1].closed:
+            return held[1]
+        fresh = client_session(self, aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEP_ALIVE))
+        self._referral_session = (loop, fresh)
+        _sessions.append(fresh)
+        return fresh
+
+    async def request(
+        self,
+        method: str = "post",
+        subpath: str | None = None,
+        content_type: str | None = "application/json",
+        compress: bool = False,
+        **kwargs: Any,
+    ) -> Any | None:
+        """Send a HTTP request to the endpoint. Return json response, if available.
+
+        All additional arguments will get passed through
+        to aiohttp's `session.request`.
+        """
+        # create the appropriate headers
+        headers = {}
+        if content_type:
+            headers["Content-Type"] = content_type
+
+        if "headers" in kwargs:
+            headers.update(kwargs["headers"])
+            del kwargs["headers"]
+
+        if self.headers:
+            headers.update(self.headers)
+
+        url = endpoints.concat_url(self.url, subpath)
+
+        sslcontext = None
+        if self.cafile:
+            try:
+                sslcontext = ssl.create_default_context(cafile=self.cafile)
+            except FileNotFoundError as e:
+                raise endpoints.FileNotFoundException(
+                    f"Failed to find certificate file, "
+                    f"'{os.path.abspath(self.cafile)}' does not exist."
+                ) from e
+
+        session = shared_session(self)
+        async with session.request(
+            method,
+            url,
+            headers=headers,
+            params=self.combine_parameters(kwargs),
+            compress=compress,
+            ssl=sslcontext,
+            **kwargs,
+        ) as response:
+            if response.status >= 400:
+                raise endpoints.ClientResponseError(
+                    response.status,
+                    response.reason,
+                    await response.content.read(),
+                )
+            try:
+                return await response.json()
+            except endpoints.ContentTypeError:
+                return None
+
+    return request
+
+
+async def close_sessions() -> None:
+    """Close the sessions ``request`` kept open (when the server stops)."""
+    while _sessions:
+        session = _sessions.pop()
+        if not session.closed:
+            await session.close()
 
 
 NOT_FOR_ACTIONS = ("responses",)  # domain keys the action server is not sent
@@ -319,6 +432,7 @@ REPLACEMENTS = {
     "rasa.core.actions.action.RemoteAction._action_call_format": _action_call_format_without_responses,
     "rasa.utils.endpoints.EndpointConfig.session": _session_with_ujson,
     "rasa.shared.core.trackers.DialogueStateTracker.applied_events": _applied_events_walked_on,
+    "rasa.utils.endpoints.EndpointConfig.request": _request_on_one_session,
 }
 
 

@@ -11,7 +11,7 @@ import logging  # noqa: E402
 
 from aiohttp import web  # noqa: E402
 
-from bot import logs  # noqa: E402
+from bot import heap, logs  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.crisis import warm_up  # noqa: E402
 from bot.web.app import create_app  # noqa: E402
@@ -32,7 +32,9 @@ def main() -> None:
         check_available()
     except (EncoderUnavailable, CorpusError) as err:
         sys.exit(f"Refusing to start the web service: the crisis detector cannot load: {err}")
-    web.run_app(create_app(settings), host=settings.host, port=settings.web_port, access_log=None, print=None)
+    app = create_app(settings)
+    heap.settle()
+    web.run_app(app, host=settings.host, port=settings.web_port, access_log=None, print=None)
 
 
 if __name__ == "__main__":
