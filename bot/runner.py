@@ -348,3 +348,13 @@ def run(settings: Settings, model: Path) -> int:
         supervisor.stop()
         supervisor.say("Stopped.")
         return 0
+
+
+def main(argv: list[str]) -> int:
+    """`python -m bot.runner MODEL`: what `referral-assistant run` becomes once its
+    checks have passed (bot/cli.py), with the settings from the same environment."""
+    return run(Settings.from_env(), Path(argv[0]))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
