@@ -115,6 +115,7 @@ def process_name(pid: int) -> str:
     for needle, name in (
         ("bot.rasa_ext", "rasa"),
         ("referral-assistant run", "runner"),
+        ("-m bot.runner", "runner"),
         ("-m actions", "actions"),
         ("rasa_sdk", "actions"),
         ("bot.web", "web"),

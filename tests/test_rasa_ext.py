@@ -18,8 +18,8 @@ from bot.rasa_ext.__main__ import problems
 from bot.rasa_ext.tracker_store import (
     EncryptedSQLTrackerStore,
     FailClosedTrackerStore,
-    TrackerStoreUnavailable,
     Trackers,
+    TrackerStoreUnavailable,
 )
 
 SENTENCE = "my neighbour's parrot recites my bank details"
@@ -209,6 +209,50 @@ async def test_a_new_session_is_read_from_its_start_not_kept(domain, tmp_path):
     assert read.latest_message.text == "a new day" and len(read.events) < len(current.events)
 
 
+async def test_the_store_reads_exactly_the_rows_rasas_own_query_reads(domain, tmp_path):
+    from rasa.shared.core.events import ActionExecuted, SessionStarted
+
+    store = EncryptedSQLTrackerStore(domain, url=f"sqlite:///{tmp_path / 'tracker.db'}")
+    sessions = DialogueStateTracker.from_events(
+        "three-sessions",
+        [
+            UserUttered("first", timestamp=100.0),
+            SessionStarted(timestamp=200.0),
+            UserUttered("second", timestamp=150.0),  # older than its session's start: not in it
+            SlotSet("full_name", "Ann", timestamp=200.0),  # as old as the start: in it
+            SessionStarted(timestamp=300.0),
+            ActionExecuted("action_listen", timestamp=300.5),
+            UserUttered("third", timestamp=301.0),
+        ],
+        domain.slots,
+    )
+    await store.save(sessions)
+    await store.save(tracker(domain, "no-session"))
+    with store.session_scope() as session:
+        for sender in ("three-sessions", "no-session", "nobody"):
+            for latest in (True, False):
+                rasa = [
+                    tuple(row)
+                    for row in store._event_query(session, sender, fetch_events_from_all_sessions=not latest)
+                    .with_entities(store.SQLEvent.id, store.SQLEvent.data)
+                    .all()
+                ]
+                statement = store._statements["data" if latest else "all"]
+                ours = [tuple(row) for row in session.execute(statement, {"sender_id": sender})]
+                assert ours == rasa
+            latest_rows = [
+                tuple(row) for row in session.execute(store._statements["data"], {"sender_id": sender})
+            ]
+            tags = [tuple(row) for row in session.execute(store._statements["tags"], {"sender_id": sender})]
+            assert tags == [(row_id, data[-43:]) for row_id, data in latest_rows]
+            count = session.execute(store._statements["count"], {"sender_id": sender}).scalar()
+            assert count == store._event_query(session, sender, fetch_events_from_all_sessions=False).count()
+    store.trackers.forget()
+    read = await store.retrieve("three-sessions")
+    assert [e.as_dict().get("text") for e in read.events if isinstance(e, UserUttered)] == ["third"]
+    assert len(read.events) == 3
+
+
 def test_the_kept_trackers_stay_within_their_limits(domain):
     kept = Trackers(conversations=2, events=7)
     for n, sender in enumerate("abc"):
@@ -216,7 +260,8 @@ def test_the_kept_trackers_stay_within_their_limits(domain):
     assert list(kept._entries) == ["b", "c"] and kept._held == 6
     kept.keep(tracker(domain, "d"), [(40 + i, "tag") for i in range(3)])
     assert list(kept._entries) == ["c", "d"] and kept._held == 6
-    big = DialogueStateTracker.from_events("e", [SlotSet("full_name", str(i)) for i in range(8)], domain.slots)
+    eight = [SlotSet("full_name", str(i)) for i in range(8)]
+    big = DialogueStateTracker.from_events("e", eight, domain.slots)
     kept.keep(big, [(50 + i, "tag") for i in range(8)])
     assert kept._entries == {} and kept._held == 0  # more events than the limit: not kept at all
 
