@@ -78,6 +78,24 @@ async def test_the_sqlite_tracker_database_is_written_ahead_and_waits_for_locks(
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
+async def test_the_sqlite_store_keeps_its_connections_open_between_turns(domain, tmp_path):
+    from sqlalchemy import event
+
+    store = EncryptedSQLTrackerStore(domain, url=f"sqlite:///{tmp_path / 'tracker.db'}")
+    opened = []
+    event.listen(store.engine, "connect", lambda *_: opened.append(1))
+    store.engine.dispose()  # the connection its start made
+    for turn in range(5):
+        current = await store.retrieve("chat-1") or tracker(domain)
+        current.update(SlotSet("full_name", f"Name {turn}"))
+        await store.save(current)
+    assert len(opened) == 1  # one connection for all (SQLAlchemy 1.4 opens one a session on a file)
+    # Another process's write is seen on the kept connection (no snapshot is held between turns).
+    with sqlite3.connect(tmp_path / "tracker.db") as db:
+        db.execute("DELETE FROM events WHERE sender_id = 'chat-1'")
+    assert await store.retrieve("chat-1") is None
+
+
 async def test_a_turn_decrypts_only_the_rows_added_since_the_last(domain, tmp_path):
     url = f"sqlite:///{tmp_path / 'tracker.db'}"
     store = EncryptedSQLTrackerStore(domain, url=url)
