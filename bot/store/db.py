@@ -9,6 +9,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import QueuePool
 
 
 class StoreUnavailable(RuntimeError):
@@ -22,10 +23,22 @@ def engine_for(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, future=True, connect_args={"timeout": 15, "check_same_thread": False})
+        # A file's connections are kept open between uses (SQLAlchemy 1.4 opens
+        # one for every session on a SQLite file, 2.0 pools them): the web
+        # service checks the chat session on every turn, and each new
+        # connection ran the three pragmas again. A connection goes back
+        # rolled back, so it holds no lock or snapshot between uses.
+        pooled = {"poolclass": QueuePool, "pool_size": 5, "max_overflow": 10} if _is_file(parsed) else {}
+        engine = create_engine(
+            url, future=True, connect_args={"timeout": 15, "check_same_thread": False}, **pooled
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, future=True, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _is_file(parsed) -> bool:
+    return bool(parsed.database) and parsed.database != ":memory:"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
