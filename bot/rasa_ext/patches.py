@@ -60,6 +60,7 @@ import json
 import logging
 import os
 import ssl
+import weakref
 from collections.abc import Callable
 from itertools import islice
 from typing import Any
@@ -234,7 +235,7 @@ def _session_with_ujson() -> Callable:
 
 
 KEEP_ALIVE = 2.0  # seconds an idle connection is kept: under Sanic's 5 (the action server's own)
-_sessions: list = []  # every session made, so that they can be closed when the server stops
+_sessions: weakref.WeakSet = weakref.WeakSet()  # the sessions made, to close when the server stops
 
 
 def _request_on_one_session() -> Callable:
@@ -250,7 +251,7 @@ def _request_on_one_session() -> Callable:
             return held[1]
         fresh = client_session(self, aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEP_ALIVE))
         self._referral_session = (loop, fresh)
-        _sessions.append(fresh)
+        _sessions.add(fresh)
         return fresh
 
     async def request(
@@ -315,11 +316,13 @@ def _request_on_one_session() -> Callable:
 
 
 async def close_sessions() -> None:
-    """Close the sessions ``request`` kept open (when the server stops)."""
-    while _sessions:
-        session = _sessions.pop()
-        if not session.closed:
-            await session.close()
+    """Close the sessions ``request`` kept open on the running loop (when the server stops)."""
+    loop = asyncio.get_running_loop()
+    for session in list(_sessions):
+        if session._loop is loop:
+            _sessions.discard(session)
+            if not session.closed:
+                await session.close()
 
 
 NOT_FOR_ACTIONS = ("responses",)  # domain keys the action server is not sent
