@@ -5,7 +5,7 @@ import json
 import os
 import sqlite3
 import zlib
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 
 import pytest
 from rasa.shared.core.domain import Domain
@@ -797,6 +797,23 @@ def test_json_written_and_read_with_ujson_is_what_json_writes_and_reads():
         json_loads("{not json")
 
 
+@asynccontextmanager
+async def local_webhook(handler):
+    """An aiohttp server on a free loopback port answering POST /webhook with ``handler``."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_post("/webhook", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield site._server.sockets[0].getsockname()[1]
+    finally:
+        await runner.cleanup()
+
+
 def test_rasa_posts_to_the_action_server_with_the_patched_session():
     import asyncio
 
@@ -812,14 +829,7 @@ def test_rasa_posts_to_the_action_server_with_the_patched_session():
         return web.json_response({"events": [], "responses": [{"text": "a/b é"}]})
 
     async def main():
-        app = web.Application()
-        app.router.add_post("/webhook", webhook)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        try:
+        async with local_webhook(webhook) as port:
             config = endpoints.EndpointConfig(f"http://127.0.0.1:{port}/webhook", headers={"X": "y"})
             body = {"next_action": "validate_referral_form", "tracker": {"events": [{"text": "Ann/é 😀"}]}}
             answer = await config.request(json=body, method="post")
@@ -828,8 +838,6 @@ def test_rasa_posts_to_the_action_server_with_the_patched_session():
             assert session._json_serialize is patches.json_dumps
             await session.close()
             return body, answer, timeout
-        finally:
-            await runner.cleanup()
 
     with rasa_patched(endpoints.EndpointConfig, "session"):
         body, answer, timeout = asyncio.run(main())
@@ -858,14 +866,7 @@ def test_calls_to_one_endpoint_share_a_session_and_its_open_connections(monkeypa
         return web.json_response({"got": await request.json()})
 
     async def main():
-        app = web.Application()
-        app.router.add_post("/webhook", webhook)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        try:
+        async with local_webhook(webhook) as port:
             config = endpoints.EndpointConfig(f"http://127.0.0.1:{port}/webhook", headers={"X": "y"})
             answers = [await config.request(json={"n": n}, method="post") for n in range(3)]
             answers += await asyncio.gather(*(config.request(json={"n": n}) for n in range(3, 6)))
@@ -878,8 +879,6 @@ def test_calls_to_one_endpoint_share_a_session_and_its_open_connections(monkeypa
             same = config._referral_session[1] is session
             await patches.close_sessions()
             return answers, failed.value.status, plain, same, session.closed
-        finally:
-            await runner.cleanup()
 
     monkeypatch.setattr(patches, "KEEP_ALIVE", 0.2)
     with rasa_patched(endpoints.EndpointConfig, "request"):
