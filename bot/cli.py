@@ -126,7 +126,7 @@ def _run(args, settings: Settings) -> int:
     upgrade(settings.database_url)
     # The checks above loaded the training code, the migrations and the crisis
     # heads' corpus (about 80 MB resident); the supervisor needs none of it, so
-    # this process becomes a fresh one that loads only the runner (about 20 MB),
+    # this process becomes a fresh one that loads only the runner (about 37 MB),
     # with the same pid, environment and output.
     sys.stdout.flush()
     sys.stderr.flush()

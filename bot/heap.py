@@ -3,7 +3,8 @@
 Each turn makes tens of thousands of short-lived objects (events read back,
 features, JSON), and every so often they set off a pass of the collector
 over *every* tracked object: the model, the domain, the crisis detector's
-spaCy pipelines, the modules, a few million objects in Rasa. Measured on
+spaCy pipelines, the modules (about 500,000 objects in Rasa, 140,000 in the
+action server and in the web service, counted at start). Measured on
 reading back one 486-event conversation, that scanning was half the time
 (19.3 ms a read with the collector as it is, 9.8 ms with it frozen).
 

@@ -33,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot import crypto, transcripts
 from bot.rasa_ext import patches
+from bot.store.db import is_sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class EncryptedSQLTrackerStore(SQLTrackerStore):
     def __init__(self, domain=None, host: str | None = None, url: str | None = None, **kwargs: Any):
         super().__init__(domain=domain, host=url or host, **kwargs)
         if self.engine.dialect.name == "sqlite":
-            if self.engine.url.database not in (None, "", ":memory:"):  # a file, not one per connection
+            if is_sqlite_file(self.engine.url):  # a file, not a database per connection
                 self._pool_sqlite_connections()
             sqlite_write_ahead(self.engine)
         self.plaintexts = Plaintexts()

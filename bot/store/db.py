@@ -21,14 +21,16 @@ def engine_for(url: str) -> Engine:
     """One engine per database URL per process, created on first use."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        if is_sqlite_file(parsed):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # A file's connections are kept open between uses (SQLAlchemy 1.4 opens
         # one for every session on a SQLite file, 2.0 pools them): the web
         # service checks the chat session on every turn, and each new
         # connection ran the three pragmas again. A connection goes back
         # rolled back, so it holds no lock or snapshot between uses.
-        pooled = {"poolclass": QueuePool, "pool_size": 5, "max_overflow": 10} if _is_file(parsed) else {}
+        pooled = {"poolclass": QueuePool, "pool_size": 5, "max_overflow": 10}
+        if not is_sqlite_file(parsed):
+            pooled = {}
         engine = create_engine(
             url, future=True, connect_args={"timeout": 15, "check_same_thread": False}, **pooled
         )
@@ -37,7 +39,8 @@ def engine_for(url: str) -> Engine:
     return create_engine(url, future=True, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
-def _is_file(parsed) -> bool:
+def is_sqlite_file(parsed) -> bool:
+    """A SQLite URL (parsed) names a file, not a database in memory."""
     return bool(parsed.database) and parsed.database != ":memory:"
 
 
