@@ -72,10 +72,12 @@ class Turns:
     by_index: dict[int, list[float]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     empty: int = 0
+    ended: list[tuple[float, float, bool]] = field(default_factory=list)  # (when, seconds, failed)
 
     def add(self, seconds: float, index: int, problem: str | None = None, empty: bool = False) -> None:
         with self.lock:
             self.seconds.append(seconds)
+            self.ended.append((time.monotonic(), seconds, bool(problem)))
             self.by_index.setdefault(index, []).append(seconds)
             if problem:
                 self.errors[problem] = self.errors.get(problem, 0) + 1
@@ -378,6 +380,23 @@ def show_latency(turns: Turns) -> None:
     print(f"  empty replies: {turns.empty}")
 
 
+def show_timeline(turns: Turns, width: float = 30.0) -> None:
+    """Turns ended in each ``width`` seconds of the run: a stall or a burst
+    shows as one window's p95 and errors, where the run's own hide it."""
+    if not turns.ended:
+        return
+    first = min(when for when, _, _ in turns.ended)
+    windows: dict[int, list[tuple[float, bool]]] = {}
+    for when, seconds, failed in turns.ended:
+        windows.setdefault(int((when - first) // width), []).append((seconds, failed))
+    print(f"  by time ({width:.0f} s windows: turns, p95 / max ms, errors):")
+    for window in sorted(windows):
+        values = sorted(seconds for seconds, _ in windows[window])
+        failed = sum(f for _, f in windows[window])
+        p95, most = percentile(values, 0.95) * 1000, values[-1] * 1000
+        print(f"    {window * width:5.0f} s: {len(values):5d}, {p95:6.0f} / {most:6.0f}, {failed}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -408,6 +427,7 @@ def main() -> None:
             if index % 5 == 0 or index < 3:
                 p50, p95 = percentile(values, 0.5) * 1000, percentile(values, 0.95) * 1000
                 print(f"    turn {index:3d}: {p50:6.0f} / {p95:6.0f}  ({len(values)})")
+        show_timeline(turns)
         show_cpu(cpu, len(turns.seconds))
         show_memory("assistant", mem)
         return

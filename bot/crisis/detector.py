@@ -35,6 +35,19 @@ NEGATION_CUES = {
     "jamás",
 }
 NEGATION_WINDOW = 3
+# A denial often puts a few words of having thoughts between its cue and the
+# phrase ("I don't have any thoughts of hurting myself", "I'm not having any
+# urges to cut"): past the window, but made only of these words. The cue must
+# come right before them: "I do not want to have thoughts of ..." (the person
+# has them) stops at "want" and is not negated.
+DENIAL_BRIDGE = {
+    "do", "does", "did", "am", "is", "are", "was", "were", "'m", "'ve", "'s", "be", "been",
+    "have", "has", "had", "having", "got", "get", "getting",
+    "any", "ever", "currently", "current", "recent", "active", "such", "the",
+    "thoughts", "thought", "ideas", "idea", "ideation", "urges", "urge", "intent", "intention",
+    "intentions", "plans", "plan", "feelings", "of", "about", "to",
+}  # fmt: skip
+DENIAL_BRIDGE_MAX = 6
 CLAUSE_BREAKS = {
     ",",
     ";",
@@ -163,6 +176,13 @@ def _apply_context(m: _Match, matches: list[_Match], analysis: _Analysis, risk_t
             if i not in risk_tokens and not restarted:
                 m.negated = True
                 break
+    if not m.negated:
+        i = m.start - 1
+        while i >= clause_start and m.start - i <= DENIAL_BRIDGE_MAX and doc[i].lower_ in DENIAL_BRIDGE:
+            i -= 1
+        cue = i >= clause_start and (doc[i].lower_ in NEGATION_CUES or doc[i].lemma_ in NEGATION_CUES)
+        if cue and m.start - i > NEGATION_WINDOW and i not in risk_tokens:
+            m.negated = True
 
     # A past attempt is "ask", unless something says it is happening now.
     now = in_sentence(analysis.signals.get("time_now", []))
