@@ -223,3 +223,27 @@ def test_the_web_service_refuses_to_start_without_the_encoder(monkeypatch):
     monkeypatch.setattr(web_main, "warm_up", lambda semantic_layer=True: None)
     with pytest.raises(SystemExit, match="Refusing to start the web service: .*weights.npz is missing"):
         web_main.main()
+
+
+def test_a_short_text_keeps_its_score_and_a_long_one_is_scored_each_time(monkeypatch):
+    scorer = semantic.Scorer(semantic.scorer().encoder, semantic.scorer().heads)
+    lower = scorer.score_many(["i want to die"])[0]
+    encoded = []
+    encode = scorer.encoder.encode
+    monkeypatch.setattr(scorer.encoder, "encode", lambda texts: encoded.append(list(texts)) or encode(texts))
+    first = scorer.score("I want to die")
+    again = scorer.score("I want to die")
+    assert again == first and again.level != "none" and encoded == [["I want to die"]]
+    again.decisions.clear()  # a caller's copy: what is kept is not changed
+    assert scorer.score("I want to die") == first
+    assert scorer.score("i want to die") == lower
+    assert len(encoded) == 2  # other text (case counts): scored
+    long = "I have felt low for weeks and I want to die"
+    assert len(long) > semantic.SHORT_TEXT
+    scorer.score(long), scorer.score(long)
+    assert encoded[-2:] == [[long], [long]]
+    assert all(b"die" not in key for key in scorer._kept)  # kept by a keyed hash, not the text
+    monkeypatch.setattr(semantic, "KEPT_SCORES", 3)
+    for n in range(5):
+        scorer.score(f"answer {n}")
+    assert len(scorer._kept) == 3
