@@ -990,3 +990,33 @@ def test_patches_can_be_switched_off_by_name():
         "rasa.shared.core.trackers.DialogueStateTracker.applied_events",
         "rasa.utils.endpoints.EndpointConfig.session",
     }
+
+
+def test_a_slot_copies_as_copy_copy_did_without_it():
+    import copy
+
+    from rasa.shared.core import slots
+
+    from bot.rasa_ext import patches
+
+    long_way = lambda slot: copy._reconstruct(slot, None, *slot.__reduce_ex__(4))  # noqa: E731
+    patches.install()
+    assert vars(slots.Slot)["__copy__"] is patches._copy_slot
+    assert patches.install() == []  # once
+    domain = Domain.load(str(PROJECT_ROOT / "domain.yml"))
+    made = [*domain.slots, slots.ListSlot("l", [], initial_value=[1]), slots.FloatSlot("f", [], max_value=9)]
+    made += [slots.AnySlot("a", [], initial_value={"x": [1]}), slots.BooleanSlot("b", [])]
+    for slot in made:
+        slot.value = slot.initial_value if slot.initial_value is not None else "set"
+        ours, theirs = copy.copy(slot), long_way(slot)
+        assert type(ours) is type(theirs) is type(slot) and ours is not slot
+        assert vars(ours) == vars(theirs) == vars(slot)
+        assert all(vars(ours)[k] is vars(slot)[k] for k in vars(slot))  # shallow, as before
+
+    class Pickled(slots.TextSlot):
+        def __getstate__(self):
+            return {**self.__dict__, "_value": "from getstate"}
+
+    odd = Pickled("p", [])
+    assert copy.copy(odd).value == "from getstate" == long_way(odd).value  # the long way, as before
+    assert patches._copies_plainly(slots.TextSlot) and not patches._copies_plainly(Pickled)
