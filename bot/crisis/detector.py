@@ -39,11 +39,12 @@ NEGATION_WINDOW = 3
 # phrase ("I don't have any thoughts of hurting myself", "I'm not having any
 # urges to cut"): past the window, but made only of these words. The cue must
 # come right before them: "I do not want to have thoughts of ..." (the person
-# has them) stops at "want" and is not negated.
+# has them) stops at "want" and is not negated. No "the" or "is": "No the
+# plan is to kill myself", an answer with its comma left out, is not a denial.
 DENIAL_BRIDGE = {
-    "do", "does", "did", "am", "is", "are", "was", "were", "'m", "'ve", "'s", "be", "been",
+    "do", "does", "did", "'ve", "been",
     "have", "has", "had", "having", "got", "get", "getting",
-    "any", "ever", "currently", "current", "recent", "active", "such", "the",
+    "any", "ever", "currently", "current", "recent", "active", "such",
     "thoughts", "thought", "ideas", "idea", "ideation", "urges", "urge", "intent", "intention",
     "intentions", "plans", "plan", "feelings", "of", "about", "to",
 }  # fmt: skip
