@@ -1020,3 +1020,43 @@ def test_a_slot_copies_as_copy_copy_did_without_it():
     odd = Pickled("p", [])
     assert copy.copy(odd).value == "from getstate" == long_way(odd).value  # the long way, as before
     assert patches._copies_plainly(slots.TextSlot) and not patches._copies_plainly(Pickled)
+
+
+def test_rule_applicability_with_kept_states_is_rasas():
+    """Rules and conversation states made from a small vocabulary, so that
+    many rules match, many do not, and some are conversation starters: the
+    patched test answers as Rasa's own for every rule, turn and state."""
+    import random
+
+    from rasa.core.policies.rule_policy import RulePolicy
+
+    rng = random.Random(3)
+    actions = [None, "action_listen", "referral_form", "utter_greet", "action_crisis"]
+    intents = [None, "inform", "greet", "crisis", "deny"]
+
+    def state() -> dict:
+        made = {}
+        if (action := rng.choice(actions)) is not None:
+            made["prev_action"] = {"action_name": action}
+        if (intent := rng.choice(intents)) is not None:
+            made["user"] = {"intent": intent}
+        if rng.random() < 0.4:
+            made["active_loop"] = {"name": rng.choice(["referral_form", "should_not_be_set"])}
+        if rng.random() < 0.3:
+            made["slots"] = {"consent": rng.choice([(1.0,), [1.0], "should_not_be_set"])}
+        return made
+
+    rules = {json.dumps([state() for _ in range(rng.randint(1, 4))]): "a" for _ in range(300)}
+    conversations = [[state() for _ in range(rng.randint(1, 8))] for _ in range(150)]
+    conversations += [json.loads(key) for key in list(rules)[:40]]  # a rule's own states match it
+    policy = RulePolicy.__new__(RulePolicy)  # the test reads no configuration
+    with rasa_patched(RulePolicy, "_is_rule_applicable") as (original, patched):
+        found = []
+        for states in conversations:
+            for key in rules:
+                for turn, current in enumerate(reversed(states)):
+                    assert patched(policy, key, turn, current) == original(policy, key, turn, current)
+            found.append(policy._get_possible_keys(rules, states))
+        RulePolicy._is_rule_applicable = original
+        assert found == [policy._get_possible_keys(rules, states) for states in conversations]
+    assert sum(map(len, found)) >= 40  # matches were found, not only refusals

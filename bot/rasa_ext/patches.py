@@ -56,6 +56,11 @@ when an upgrade changes one, so the patch is looked at again.
   never sent on a connection the server is closing. The request itself, its
   errors and its answer are Rasa's. ``close_sessions`` closes them when the
   server stops.
+- ``RulePolicy._is_rule_applicable`` is asked of every rule (329 here) for
+  each prediction, and each time made a reversed list of the rule's
+  states: ``_get_possible_keys`` was about 7% of Rasa's CPU. The reversed
+  states are kept per rule key (a key is the JSON of its states, so its
+  states never change); the test itself is Rasa's, line for line.
 - ``copy.copy`` of a slot (every tracker Rasa makes copies each of the
   domain's slots: the policies' prior trackers, the form's temporary one)
   went through ``__reduce_ex__`` and ``copyreg``: about 5% of Rasa's CPU.
@@ -104,6 +109,9 @@ PINNED = {
     "rasa.utils.endpoints.EndpointConfig.request": (
         "ccdb778aed8208e23cde3c3f47eac7fbbbb735dac8f7ef7254d54451c64ad608"
     ),
+    "rasa.core.policies.rule_policy.RulePolicy._is_rule_applicable": (
+        "64a108b016b46e573d6020b755a6036439dc207a364b45c9ea5dcb0f18dc7068"
+    ),
 }
 
 
@@ -113,6 +121,7 @@ def source_hash(function: Callable) -> str:
 
 def _targets() -> dict[str, tuple[object, str]]:
     import rasa.core.actions.action as action
+    import rasa.core.policies.rule_policy as rule_policy
     import rasa.shared.core.events as events
     import rasa.shared.core.trackers as trackers
     import rasa.utils.endpoints as endpoints
@@ -133,6 +142,10 @@ def _targets() -> dict[str, tuple[object, str]]:
             "applied_events",
         ),
         "rasa.utils.endpoints.EndpointConfig.request": (endpoints.EndpointConfig, "request"),
+        "rasa.core.policies.rule_policy.RulePolicy._is_rule_applicable": (
+            rule_policy.RulePolicy,
+            "_is_rule_applicable",
+        ),
     }
 
 
@@ -490,6 +503,31 @@ def _applied_events_walked_on() -> Callable:
     return applied_events
 
 
+def _rule_applicable_with_kept_states() -> Callable:
+    from rasa.shared.core.constants import PREVIOUS_ACTION
+
+    kept: dict[str, tuple] = {}
+
+    def _is_rule_applicable(self, rule_key: str, turn_index: int, conversation_state: dict) -> bool:
+        reversed_rule_states = kept.get(rule_key)
+        if reversed_rule_states is None:
+            reversed_rule_states = tuple(reversed(self._rule_key_to_state(rule_key)))
+            if len(kept) < 100_000:  # a model's rules, and the keys tried while training it
+                kept[rule_key] = reversed_rule_states
+        # From here on, Rasa's own test (rasa/core/policies/rule_policy.py).
+        if turn_index >= len(reversed_rule_states):
+            return True
+        current_previous_action = conversation_state.get(PREVIOUS_ACTION)
+        rule_previous_action = reversed_rule_states[turn_index].get(PREVIOUS_ACTION)
+        if not rule_previous_action and not current_previous_action:
+            return True
+        if not rule_previous_action or not current_previous_action:
+            return False
+        return self._does_rule_match_state(reversed_rule_states[turn_index], conversation_state)
+
+    return _is_rule_applicable
+
+
 REPLACEMENTS = {
     "rasa.core.actions.action.RemoteAction._validate_action_result": _validate_action_result_once,
     "rasa.shared.core.events.Event.resolve_by_type": _resolve_by_type_by_name,
@@ -497,6 +535,7 @@ REPLACEMENTS = {
     "rasa.utils.endpoints.EndpointConfig.session": _session_with_ujson,
     "rasa.shared.core.trackers.DialogueStateTracker.applied_events": _applied_events_walked_on,
     "rasa.utils.endpoints.EndpointConfig.request": _request_on_one_session,
+    "rasa.core.policies.rule_policy.RulePolicy._is_rule_applicable": _rule_applicable_with_kept_states,
 }
 
 
