@@ -129,13 +129,27 @@ def process_name(pid: int) -> str:
     return line.split()[0].rsplit("/", 1)[-1] if line.strip() else "?"
 
 
-def memory(pids: list[int]) -> dict[str, float]:
+def pss_mb(pid: int) -> float:
+    """Proportional resident memory: each shared page counted once across the
+    processes sharing it (Rasa's forked servers share the loaded model)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def memory(pids: list[int], measure=None) -> dict[str, float]:
+    """Resident memory by process name (several processes of one name are added up)."""
+    measure = measure or rss_mb
     table: dict[str, float] = {}
     for pid in pids:
         name = process_name(pid)
         if name in ("bash", "sh", "?"):
             continue
-        table[name] = table.get(name, 0.0) + rss_mb(pid)
+        table[name] = table.get(name, 0.0) + measure(pid)
     return table
 
 
@@ -216,7 +230,7 @@ def run_starter(rasa: Path, folder: Path, users: int, seconds: float) -> tuple[f
                 i += 1
 
         rate = _closed_loop(user, users, seconds, turns)
-        return rate, turns, memory([process.pid, *descendants(process.pid)])
+        return rate, turns, memories([process.pid, *descendants(process.pid)])
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:
@@ -343,7 +357,7 @@ def run_assistant(
             rate = _closed_loop(user, users, seconds, turns)
         cpu_after = cpu_seconds(pids)
         cpu = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
-        mem = memory(pids)
+        mem = memories(pids)
         exported = stack.cli("referrals", "export", "--format", "jsonl")
         stored = [json.loads(line)["reference"] for line in exported.stdout.splitlines()]
     finally:
@@ -357,9 +371,16 @@ def run_assistant(
 # ---------------------------------------------------------------- report
 
 
-def show_memory(label: str, table: dict[str, float]) -> None:
-    parts = ", ".join(f"{name} {mb:.0f} MB" for name, mb in sorted(table.items()))
-    print(f"  memory ({label}, resident): {parts}; total {sum(table.values()):.0f} MB")
+def memories(pids: list[int]) -> dict[str, dict[str, float]]:
+    """Resident (RSS: a page shared by forked processes counted in each) and
+    proportional (PSS: counted once, shared out) memory, by process name."""
+    return {"resident, RSS": memory(pids), "proportional, PSS": memory(pids, pss_mb)}
+
+
+def show_memory(label: str, tables: dict[str, dict[str, float]]) -> None:
+    for kind, table in tables.items():
+        parts = ", ".join(f"{name} {mb:.0f} MB" for name, mb in sorted(table.items()))
+        print(f"  memory ({label}, {kind}): {parts}; total {sum(table.values()):.0f} MB")
 
 
 def show_cpu(cpu: dict[str, float], turns: int) -> None:

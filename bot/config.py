@@ -34,6 +34,8 @@ defaults keep everything on loopback and in files under ``var/``.
 | ACTION_URL          | http://127.0.0.1:<ACTION_PORT> (the web service's view of the action server) |
 | RASA_INSTANCE_PORTS | RASA_PORT+1, RASA_PORT+2, ... (one per instance) |
 | RASA_ENDPOINTS      | endpoints.yml (production: endpoints.production.yml) |
+| RASA_FORKS          | development, one instance: 2 (1 on one core); else 1 (bot/rasa_ext/forks.py) |
+| RASA_FORK_PORTS     | RASA_PORT, RASA_PORT+1, ... (one per forked server) |
 | REDIS_URL           | redis://127.0.0.1:6379/1 (the lock store of several instances) |
 
 In production (REFERRAL_PROFILE=production) no secret or key has a default:
@@ -152,10 +154,18 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/1"
     haproxy_stats_port: int = 8404
     action_base_url: str = ""  # ACTION_URL
+    rasa_fork_ports: tuple[int, ...] = ()  # empty: Rasa is not forked (bot/rasa_ext/forks.py)
 
     @property
     def rasa_instances(self) -> int:
         return max(1, len(self.rasa_instance_ports))
+
+    @property
+    def rasa_urls(self) -> tuple[str, ...]:
+        """Where the gateway sends turns: each forked Rasa server, or ``rasa_url``."""
+        if not self.rasa_fork_ports:
+            return (self.rasa_url,)
+        return tuple(f"http://127.0.0.1:{port}" for port in self.rasa_fork_ports)
 
     @property
     def action_url(self) -> str:
@@ -206,6 +216,7 @@ class Settings:
             redis_url=env.get("REDIS_URL") or "redis://127.0.0.1:6379/1",
             haproxy_stats_port=_port(env, "HAPROXY_STATS_PORT", 8404),
             action_base_url=env.get("ACTION_URL", "").rstrip("/"),
+            rasa_fork_ports=_fork_ports(env, rasa_port, profile),
         )
 
     def production_problems(self, env: dict[str, str] | None = None) -> list[str]:
@@ -315,6 +326,32 @@ def _instance_ports(env: dict[str, str], rasa_port: int) -> tuple[int, ...]:
             f"RASA_INSTANCE_PORTS must name {count} different ports (one per instance), "
             "none of them RASA_PORT"
         )
+    return ports
+
+
+def _fork_ports(env: dict[str, str], rasa_port: int, profile: str) -> tuple[int, ...]:
+    """The ports of the Rasa servers forked from one loaded model (none when Rasa
+    is not forked). By default the development profile forks one per core, up
+    to two; deployments run one server a process (RASA_INSTANCES, HAProxy)."""
+    alone = int(_number(env, "RASA_INSTANCES", 1)) == 1
+    raw = env.get("RASA_FORK_PORTS", "")
+    parts = [part.strip() for part in raw.split(",") if part.strip()]
+    ports = tuple(_port({"RASA_FORK_PORTS": part}, "RASA_FORK_PORTS", 0) for part in parts)
+    default = len(ports) or (min(2, os.cpu_count() or 1) if profile == "development" and alone else 1)
+    count = int(_number(env, "RASA_FORKS", default))
+    if not 1 <= count <= 8:
+        raise ConfigError("RASA_FORKS must be from 1 to 8")
+    if count > 1 and not alone:
+        raise ConfigError(
+            "RASA_FORKS above 1 forks servers in one process on this host: "
+            "it cannot be used with RASA_INSTANCES above 1"
+        )
+    if count == 1:
+        return ()
+    if not ports:
+        return tuple(rasa_port + i for i in range(count))
+    if len(ports) != count or len(set(ports)) != count:
+        raise ConfigError(f"RASA_FORK_PORTS must name {count} different ports (one per forked Rasa server)")
     return ports
 
 

@@ -1,5 +1,9 @@
 """Start and supervise the processes: Rasa, the action server, the web service.
 
+In the development profile on two or more cores, the Rasa process loads the
+model once and forks a server for each of ``RASA_FORK_PORTS``
+(bot/rasa_ext/forks.py); the web gateway keeps each conversation on one.
+
 With ``RASA_INSTANCES`` above 1 (the production profile) there are several
 Rasa servers, each on its own port, and HAProxy (bot/haproxy.py) on
 ``RASA_PORT`` in front of them, keeping each conversation on one instance.
@@ -82,6 +86,8 @@ def process_env(settings: Settings, env: dict[str, str] | None = None) -> dict[s
         "RASA_TELEMETRY_ENABLED": "false",
         "SANIC_HOST": "127.0.0.1",  # rasa-sdk's action server binds here
         "RASA_INSTANCES": str(settings.rasa_instances),
+        # Several servers forked from one loaded model (bot/rasa_ext/forks.py); empty: one.
+        "RASA_FORK_PORTS": ",".join(map(str, settings.rasa_fork_ports)),
         **(haproxy.environment(settings) if settings.rasa_instances > 1 else {}),
         # endpoints.production.yml: the lock store several instances share.
         "REDIS_HOST": redis.hostname or "127.0.0.1",
@@ -108,7 +114,13 @@ def children(settings: Settings, model: Path) -> list[Child]:
         argv += ["--interface", "127.0.0.1", "--port", str(port)]
         return Child(name, argv, f"http://127.0.0.1:{port}/webhooks/gateway/")
 
-    if settings.rasa_instances == 1:
+    if settings.rasa_fork_ports:
+        # One process, a server forked on each port: ready when every one answers.
+        urls = [f"{url}/webhooks/gateway/" for url in settings.rasa_urls]
+        front = [rasa("rasa", settings.rasa_fork_ports[0])]
+        front[0].health_url = urls[0]
+        front[0].ready = lambda: all(healthy(url, 1.0) for url in urls)
+    elif settings.rasa_instances == 1:
         front = [rasa("rasa", settings.rasa_port)]
     else:
         front = [rasa(f"rasa-{i}", port) for i, port in enumerate(settings.rasa_instance_ports, start=1)]

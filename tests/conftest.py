@@ -178,6 +178,12 @@ def local_env(var_dir: Path) -> dict[str, str]:
     }
     for key in ("DATABASE_URL", "TRACKER_DB", "TRACKER_URL", "RASA_URL", "RASA_INSTANCES"):
         env.pop(key, None)
+    # Two Rasa servers forked from one model, as `make run` has on two cores
+    # (bot/rasa_ext/forks.py), the others on free ports of their own;
+    # RASA_FORKS=1 (a benchmark's baseline) runs one.
+    forks = int(env.get("RASA_FORKS") or 2)
+    ports = [env["RASA_PORT"], *(str(free_port()) for _ in range(forks - 1))]
+    env["RASA_FORK_PORTS"] = ",".join(ports) if forks > 1 else ""
     return env
 
 
@@ -191,6 +197,7 @@ def production_env(databases: tuple[str, str], redis_url: str) -> dict[str, str]
         "REFERRAL_PROFILE": "production",
         "RASA_INSTANCES": "2",
         "RASA_INSTANCE_PORTS": f"{free_port()},{free_port()}",
+        "RASA_FORK_PORTS": "",  # instances, each its own process
         "HAPROXY_STATS_PORT": str(free_port()),
         "DATABASE_URL": fresh_postgres_database(databases[0]),
         "TRACKER_URL": fresh_postgres_database(databases[1]),

@@ -370,8 +370,9 @@ def runner_sets(tmp_path_factory) -> set[str]:
     return set(runner.process_env(Settings.from_env(env), env))
 
 
-# Only the runner needs these: SQLite's file, and the port it gives HAProxy.
-NOT_DEPLOYED = {"TRACKER_DB", "RASA_PORT"}
+# Only the runner needs these: SQLite's file, the port it gives HAProxy, and
+# the ports of the servers it forks on one host (empty where deployed: one a process).
+NOT_DEPLOYED = {"TRACKER_DB", "RASA_PORT", "RASA_FORK_PORTS"}
 HAPROXY_VARIABLES = {
     "HAPROXY_BIND",
     "HAPROXY_STATS_BIND",

@@ -11,6 +11,9 @@ test_e2e_production.py.
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import sqlite3
 import time
 import urllib.error
@@ -55,7 +58,7 @@ def cluster(trained_model, tmp_path_factory):
 def restart(cluster, name: str) -> None:
     cluster.start_child(name)
     deadline = time.monotonic() + 180
-    while not runner.healthy(cluster.child(name).health_url, 1.0):
+    while not runner._ready(cluster.child(name)):  # every forked Rasa server, for "rasa"
         assert cluster.child(name).process.poll() is None, f"{name} did not start again"
         assert time.monotonic() < deadline, f"{name} not healthy again"
         time.sleep(0.5)
@@ -107,6 +110,55 @@ def test_restarting_rasa_mid_form_resumes_where_it_was(cluster):
     record = finish(client, again, cluster)
     assert record["full_name"] == ANSWERS["full_name"]  # given before the restart
     assert record["presenting_problem"] == ANSWERS["presenting_problem"]
+
+
+def forked_servers(cluster) -> dict[int, int]:
+    """Each forked Rasa server's pid, by port, as the Rasa process's log says
+    it forked them (bot/rasa_ext/forks.py); the newest for each port."""
+    found = {}
+    for line in cluster.log_path(cluster.child("rasa")).read_text().splitlines():
+        match = re.fullmatch(r"Rasa server on port (\d+): pid (\d+)", line.strip())
+        if match:
+            found[int(match[1])] = int(match[2])
+    return found
+
+
+def test_a_forked_rasa_server_that_stops_is_forked_again_and_only_its_conversations_wait(cluster):
+    from bot.web.app import rasa_url_for
+
+    settings = cluster.settings
+    assert len(settings.rasa_urls) == 2, "the stack forks two Rasa servers (tests/conftest.py)"
+    parent = cluster.child("rasa").process.pid
+    client = Recording(cluster.web_url)
+    play(client, ANSWERS, stop_at="presenting_problem")
+    url = rasa_url_for(settings, client.cookie().split(".")[0])
+    port = int(url.rsplit(":", 1)[1])
+    # Another conversation, on the other server.
+    for _ in range(40):
+        other = Recording(cluster.web_url)
+        first = other.start()
+        if rasa_url_for(settings, other.cookie().split(".")[0]) != url:
+            break
+    else:
+        pytest.fail("40 new conversations all went to one server")
+    before = forked_servers(cluster)
+    assert set(before) == set(settings.rasa_fork_ports)
+    os.kill(before[port], signal.SIGKILL)
+
+    down = client.say(ANSWERS["presenting_problem"])
+    assert_told_safely(down, "unavailable")
+    assert other.say(ANSWERS[first.question["field"]]).question is not None  # its server answers
+
+    deadline = time.monotonic() + 60
+    while not runner._ready(cluster.child("rasa")):
+        assert time.monotonic() < deadline, "the stopped server was not forked again"
+        time.sleep(0.2)
+    assert cluster.child("rasa").process.pid == parent  # forked again, not the whole process restarted
+    assert forked_servers(cluster)[port] != before[port]
+    again = client.say(ANSWERS["presenting_problem"])
+    assert again.question["field"] not in client.asked[:-1]
+    record = finish(client, again, cluster)
+    assert record["full_name"] == ANSWERS["full_name"]
 
 
 def test_with_the_action_server_stopped_crisis_help_still_shows_and_the_rest_is_paused(cluster):

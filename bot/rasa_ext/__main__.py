@@ -12,6 +12,8 @@ Before Rasa starts:
 - JAX is never imported: TensorFlow's lite converter imports it only when it
   is installed, Rasa never uses it, and it held about 75 MB of every Rasa
   process (``leave_out_jax``).
+- With RASA_FORK_PORTS naming several ports, the model is loaded once and a
+  server is forked on each port (bot/rasa_ext/forks.py).
 - It refuses to start when a setting would be unsafe (``problems``: no
   GATEWAY_TOKEN, an open HTTP API, debug logs in production...), or when
   the crisis detector's sentence encoder cannot load.
@@ -129,6 +131,11 @@ def main() -> None:
     install()
     from rasa.__main__ import main as rasa_main
 
+    from bot.rasa_ext import forks
+
+    several = forks.ports(dict(os.environ))
+    if argv[:1] == ["run"] and several:
+        sys.exit(forks.serve(argv, several, rasa_main))
     sys.argv = ["rasa", *argv]
     rasa_main()
 

@@ -67,6 +67,11 @@ when an upgrade changes one, so the patch is looked at again.
   ``Slot.__copy__`` (added, Rasa has none) does what that does for a plain
   class, a new object with the same ``__dict__``; a slot class with its own
   pickling or ``__slots__`` is copied the long way, as before.
+- ``MessageProcessor._load_model`` unpacks and loads the model (about 10 s
+  and 260 MB here). ``preload`` does it before Rasa starts, and the next
+  processor made for the same file takes that result, once: a process that
+  forks several servers (bot/rasa_ext/forks.py) loads the model once, and
+  every server shares its pages. Any other load is Rasa's own.
 """
 
 from __future__ import annotations
@@ -112,6 +117,9 @@ PINNED = {
     "rasa.core.policies.rule_policy.RulePolicy._is_rule_applicable": (
         "64a108b016b46e573d6020b755a6036439dc207a364b45c9ea5dcb0f18dc7068"
     ),
+    "rasa.core.processor.MessageProcessor._load_model": (
+        "17f24faf96817bdf63af426fcbf3e2d830731a801573e448c070fc0ebb396ad2"
+    ),
 }
 
 
@@ -122,6 +130,7 @@ def source_hash(function: Callable) -> str:
 def _targets() -> dict[str, tuple[object, str]]:
     import rasa.core.actions.action as action
     import rasa.core.policies.rule_policy as rule_policy
+    import rasa.core.processor as processor
     import rasa.shared.core.events as events
     import rasa.shared.core.trackers as trackers
     import rasa.utils.endpoints as endpoints
@@ -146,6 +155,7 @@ def _targets() -> dict[str, tuple[object, str]]:
             rule_policy.RulePolicy,
             "_is_rule_applicable",
         ),
+        "rasa.core.processor.MessageProcessor._load_model": (processor.MessageProcessor, "_load_model"),
     }
 
 
@@ -528,6 +538,29 @@ def _rule_applicable_with_kept_states() -> Callable:
     return _is_rule_applicable
 
 
+_preloaded: dict[str, tuple] = {}  # model file -> what MessageProcessor._load_model returned for it
+
+
+def preload(model_path: str) -> None:
+    """Load the model now, as Rasa's ``MessageProcessor._load_model`` would, for
+    the next processor made for the same file to take (bot/rasa_ext/forks.py:
+    a parent loads it once and each forked server takes its copy-on-write copy)."""
+    from rasa.core.processor import MessageProcessor
+
+    _preloaded[os.path.realpath(model_path)] = _original(MessageProcessor._load_model)(model_path)
+
+
+def _load_model_preloaded() -> Callable:
+    def _load_model(model_path):
+        # Taken once: a later load (another processor, a new model) is Rasa's own.
+        loaded = _preloaded.pop(os.path.realpath(str(model_path)), None)
+        if loaded is not None:
+            return loaded
+        return _load_model._referral_original(model_path)
+
+    return _load_model
+
+
 REPLACEMENTS = {
     "rasa.core.actions.action.RemoteAction._validate_action_result": _validate_action_result_once,
     "rasa.shared.core.events.Event.resolve_by_type": _resolve_by_type_by_name,
@@ -536,6 +569,7 @@ REPLACEMENTS = {
     "rasa.shared.core.trackers.DialogueStateTracker.applied_events": _applied_events_walked_on,
     "rasa.utils.endpoints.EndpointConfig.request": _request_on_one_session,
     "rasa.core.policies.rule_policy.RulePolicy._is_rule_applicable": _rule_applicable_with_kept_states,
+    "rasa.core.processor.MessageProcessor._load_model": _load_model_preloaded,
 }
 
 

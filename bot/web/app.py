@@ -232,12 +232,9 @@ async def health(request: web.Request) -> web.Response:
 
 async def _parts_reachable(app: web.Application) -> dict[str, bool]:
     settings, client = app[SETTINGS], app[CLIENT]
-    checks = {
-        "rasa": f"{settings.rasa_url}/webhooks/gateway/",
-        "actions": f"{settings.action_url}/health",
-    }
-    results = await asyncio.gather(*(_reachable(client, url) for url in checks.values()))
-    return dict(zip(checks, results, strict=True))
+    urls = [f"{url}/webhooks/gateway/" for url in settings.rasa_urls] + [f"{settings.action_url}/health"]
+    results = await asyncio.gather(*(_reachable(client, url) for url in urls))
+    return {"rasa": all(results[:-1]), "actions": results[-1]}  # rasa: every forked server
 
 
 async def _reachable(client: aiohttp.ClientSession, url: str) -> bool:
@@ -507,6 +504,14 @@ async def _relay(request: web.Request, conversation_id: str, text: str) -> web.R
     return response
 
 
+def rasa_url_for(settings: Settings, conversation_id: str) -> str:
+    """The Rasa server that takes this conversation's turns: always the same
+    one of ``settings.rasa_urls``, even while it is down, because each forked
+    server keeps its own conversation locks (bot/rasa_ext/forks.py)."""
+    urls = settings.rasa_urls
+    return urls[int(routing_key(conversation_id), 16) % len(urls)]
+
+
 async def _ask_rasa(request: web.Request, conversation_id: str, text: str) -> tuple[list | None, str | None]:
     """Rasa's replies to one turn, or why there are none."""
     settings = request.app[SETTINGS]
@@ -521,7 +526,7 @@ async def _ask_rasa(request: web.Request, conversation_id: str, text: str) -> tu
         ):
             body["metadata"] = {"crisis_earlier": True}
         async with request.app[CLIENT].post(
-            f"{settings.rasa_url}/webhooks/gateway/webhook",
+            f"{rasa_url_for(settings, conversation_id)}/webhooks/gateway/webhook",
             json=body,
             # HAProxy keeps a conversation on one Rasa instance by this key (bot/haproxy.py).
             headers={GATEWAY_TOKEN_HEADER: request.app[TOKEN], ROUTING_HEADER: routing_key(conversation_id)},
