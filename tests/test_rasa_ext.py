@@ -1060,3 +1060,27 @@ def test_rule_applicability_with_kept_states_is_rasas():
         RulePolicy._is_rule_applicable = original
         assert found == [policy._get_possible_keys(rules, states) for states in conversations]
     assert sum(map(len, found)) >= 40  # matches were found, not only refusals
+
+
+def test_a_preloaded_model_is_taken_once_by_the_next_processor_for_its_file(trained_model):
+    """bot/rasa_ext/forks.py loads the model before forking; each server's
+    MessageProcessor takes that load instead of loading again, and any later
+    load is Rasa's own."""
+    from rasa.core.processor import MessageProcessor
+
+    from bot.rasa_ext import patches
+
+    original = MessageProcessor._load_model
+    try:
+        patches.install()
+        assert MessageProcessor._load_model is not original
+        patches.preload(str(trained_model))
+        loaded = patches._preloaded[os.path.realpath(str(trained_model))]
+        taken = MessageProcessor._load_model(trained_model)  # a Path, as Rasa may pass it
+        assert taken is loaded
+        assert taken[0] == trained_model.name and taken[1].domain is not None
+        again = MessageProcessor._load_model(str(trained_model))
+        assert again is not loaded and again[0] == trained_model.name  # loaded afresh
+    finally:
+        patches._preloaded.clear()
+        MessageProcessor._load_model = staticmethod(patches._original(MessageProcessor._load_model))
