@@ -361,3 +361,50 @@ def test_no_ordinary_persona_answer_gets_the_safety_question():
         if isinstance(answer, str) and (level := assess(answer).level) != "none"
     ]
     assert not flagged, flagged
+
+
+def test_the_lemma_entries_left_out_change_no_match_and_no_negation():
+    """The pipelines keep only the lemma entries that the patterns and the
+    negation cues can need (patterns.needed_lemmas), not spacy-lookups-data's
+    whole tables (about 150 MB a process for Spanish). On every word of the
+    whole tables, and on every message of the project's own labelled sets, the
+    kept entries must give what the whole table gives: the same words with a
+    lemma the detector looks for, and the same matches."""
+    import json
+    from pathlib import Path
+
+    from bot.crisis.detector import NEGATION_CUES
+    from bot.crisis.normalise import tables
+    from bot.crisis.patterns import LANGUAGES, build, compiled, lemma_table
+
+    data = Path(__file__).parent / "data"
+    texts = [
+        json.loads(line)["text"]
+        for path in sorted(data.glob("crisis_*.jsonl"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    assert len(texts) > 900
+    for language in LANGUAGES:
+        whole, kept = build(language, whole_table=True), compiled(language)
+        assert kept.lemmas == whole.lemmas
+        sought = whole.lemmas | {cue.lower() for cue in NEGATION_CUES}
+        table = kept.nlp.get_pipe("lemmatizer").lookups.get_table("lemma_lookup")
+        words = list(lemma_table(language))
+        assert len(table) < len(words) / 10
+
+        def looked_for(doc, sought=sought) -> list[str | None]:
+            # A pattern or a negation cue can only ask whether a lemma is one of these.
+            return [t.lemma_ if t.lemma_ in sought else None for t in doc]
+
+        # Every word of the whole table, as the lemmatizer and crisis_lemma_fixes
+        # would give its lemma from either pipeline's table.
+        fixes = tables()["lemma_fixes"]
+        whole_table = whole.nlp.get_pipe("lemmatizer").lookups.get_table("lemma_lookup")
+        for word in words:
+            before, after = (fixes.get(word.lower(), t.get(word, word).lower()) for t in (whole_table, table))
+            assert (before if before in sought else None) == (after if after in sought else None), word
+        for text in texts:
+            a, b = whole.nlp(text), kept.nlp(text)
+            assert looked_for(a) == looked_for(b), text
+            assert whole.matcher(a) == kept.matcher(b), text
