@@ -64,6 +64,7 @@ async def make_client(rasa, tmp_path):
         settings = dataclasses.replace(
             Settings.from_env({"REFERRAL_VAR_DIR": str(tmp_path), **env}),
             rasa_url=rasa.url,
+            rasa_fork_ports=(),  # one Rasa: the fake
             rasa_timeout=timeout,
         )
         client = TestClient(TestServer(create_app(settings, limits)))
@@ -190,7 +191,9 @@ async def test_a_rasa_timeout_shows_the_answers_are_saved_message(make_client, r
 
 async def test_rasa_down_shows_the_answers_are_saved_message(rasa, tmp_path):
     settings = dataclasses.replace(
-        Settings.from_env({"REFERRAL_VAR_DIR": str(tmp_path)}), rasa_url="http://127.0.0.1:9"
+        Settings.from_env({"REFERRAL_VAR_DIR": str(tmp_path)}),
+        rasa_url="http://127.0.0.1:9",
+        rasa_fork_ports=(),
     )
     async with TestClient(TestServer(create_app(settings))) as client:
         response = await client.post("/api/chat/start")
@@ -556,3 +559,37 @@ async def test_a_pause_code_still_opens_a_conversation_whose_session_ended(make_
     assert (await client.post("/api/chat/resume", json={"code": code})).status == 200
     await client.post("/api/chat", json={"text": "Jane"})
     assert rasa.received[-1]["sender"] == first
+
+
+def test_the_last_message_time_is_written_at_most_every_step_and_never_keeps_a_session_longer(tmp_path):
+    import datetime as dt
+
+    from bot import chat_sessions
+    from bot.store.migrate import upgrade
+    from bot.store.models import ChatSession
+    from bot.store.unit_of_work import UnitOfWork
+
+    url = f"sqlite:///{tmp_path / 'referrals.db'}"
+    upgrade(url)
+    idle, step = dt.timedelta(minutes=30), chat_sessions.SEEN_STEP
+    start = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.timezone.utc)
+    chat_sessions.start(UnitOfWork(url), "c", now=start)
+
+    def seen() -> dt.datetime:
+        with UnitOfWork(url) as uow:
+            value = uow.session.get(ChatSession, "c").last_seen
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+    # Messages every 20 s: written only once a step has passed since the last write.
+    now, written = start, {start}
+    for _ in range(10):
+        now += dt.timedelta(seconds=20)
+        assert chat_sessions.check(UnitOfWork(url), "c", idle, now=now) == chat_sessions.LIVE
+        assert now - step < seen() <= now
+        written.add(seen())
+    assert len(written) == 1 + int((now - start) / step)  # 200 s of messages: 3 writes, not 10
+    last_message = now
+    # It ends no later than idle after the last message, and at most a step sooner.
+    ends = seen() + idle + dt.timedelta(microseconds=1)
+    assert last_message + idle - step <= ends <= last_message + idle + dt.timedelta(microseconds=1)
+    assert chat_sessions.check(UnitOfWork(url), "c", idle, now=ends) == chat_sessions.IDLE
