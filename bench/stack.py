@@ -5,7 +5,9 @@
 Trains a fresh model into a temporary folder (so the figure is a real
 training, not a cache hit), starts `referral-assistant run` on free ports,
 times until the first chat reply, plays one full self-referral, and prints
-each process's resident memory. Loopback only; stops everything it started.
+each process's resident memory: RSS, and PSS, which counts a page shared by
+several processes (the forked Rasa servers share the loaded model) once,
+shared out among them. Loopback only; stops everything it started.
 """
 
 from __future__ import annotations
@@ -30,6 +32,19 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def pss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def forked(pid: int) -> list[int]:
+    """The Rasa servers forked by the rasa process (bot/rasa_ext/forks.py)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children]
 
 
 def main() -> None:
@@ -66,8 +81,16 @@ def main() -> None:
         per_turn = 1000 * elapsed / turns
         print(f"one full self-referral: {turns} turns in {elapsed:.1f} s ({per_turn:.0f} ms/turn)")
         names = ["rasa", "actions", "web"]
-        for name, pid in zip(names, stack.child_pids(), strict=True):
-            print(f"resident memory, {name}: {rss_mb(pid):.0f} MB")
+        pids = dict(zip(names, stack.child_pids(), strict=True))
+        rows = [(name, pid) for name, pid in pids.items()]
+        rows[1:1] = [(f"rasa server {i}", pid) for i, pid in enumerate(forked(pids["rasa"]), start=1)]
+        rows.append(("runner", stack.process.pid))
+        for name, pid in rows:
+            print(f"memory, {name}: RSS {rss_mb(pid):.0f} MB, PSS {pss_mb(pid):.0f} MB")
+        print(
+            f"memory, in all: RSS {sum(rss_mb(p) for _, p in rows):.0f} MB, "
+            f"PSS {sum(pss_mb(p) for _, p in rows):.0f} MB"
+        )
     finally:
         stack.stop()
         shutil.rmtree(work, ignore_errors=True)

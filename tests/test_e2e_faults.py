@@ -117,7 +117,7 @@ def forked_servers(cluster) -> dict[int, int]:
     it forked them (bot/rasa_ext/forks.py); the newest for each port."""
     found = {}
     for line in cluster.log_path(cluster.child("rasa")).read_text().splitlines():
-        match = re.fullmatch(r"Rasa server on port (\d+): pid (\d+)", line.strip())
+        match = re.search(r"Rasa server on port (\d+): pid (\d+)$", line.strip())  # after any colour code
         if match:
             found[int(match[1])] = int(match[2])
     return found
