@@ -1070,10 +1070,10 @@ def test_a_preloaded_model_is_taken_once_by_the_next_processor_for_its_file(trai
 
     from bot.rasa_ext import patches
 
-    original = MessageProcessor._load_model
+    before = vars(MessageProcessor)["_load_model"]  # as it is now: patched, if another test installed
     try:
         patches.install()
-        assert MessageProcessor._load_model is not original
+        assert MessageProcessor._load_model is not patches._original(MessageProcessor._load_model)
         patches.preload(str(trained_model))
         loaded = patches._preloaded[os.path.realpath(str(trained_model))]
         taken = MessageProcessor._load_model(trained_model)  # a Path, as Rasa may pass it
@@ -1083,4 +1083,4 @@ def test_a_preloaded_model_is_taken_once_by_the_next_processor_for_its_file(trai
         assert again is not loaded and again[0] == trained_model.name  # loaded afresh
     finally:
         patches._preloaded.clear()
-        MessageProcessor._load_model = staticmethod(patches._original(MessageProcessor._load_model))
+        MessageProcessor._load_model = before
