@@ -71,14 +71,17 @@ EXTERNAL = DEV_SET.parent / "external" / "dev_all.jsonl"
 # crisis_fresh.jsonl before the semantic layer was tuned; crisis_fresh2.jsonl
 # before the pattern families of 2026-12-06 (which its misses then shaped, so
 # its later figures flatter); crisis_fresh3.jsonl after that, before anything
-# was tuned on it.
-FRESH_BATCHES = [Path(__file__).parent / "data" / f"crisis_fresh{n}.jsonl" for n in ("", "2", "3", "4")]
+# was tuned on it; crisis_fresh4.jsonl and crisis_fresh5.jsonl (half of it long
+# forum-style posts) each before that day's changes.
+FRESH_BATCHES = [Path(__file__).parent / "data" / f"crisis_fresh{n}.jsonl" for n in ("", "2", "3", "4", "5")]
 # Regression floors: the figures measured when the semantic layer landed
 # (README "Crisis detection"), less a little. They are not issue 15's targets,
 # which the table prints beside each figure; a change that lowers a figure
 # below its floor fails here.
 FLOORS = {
-    # each source left out of training: measured 81.5, 97.7, 73.3, 75.9, 10.9, 21.8 (%)
+    # each source left out of training: measured 84.6, 97.7, 73.3, 76.9, 11.5, 21.8 (%) once the
+    # crisis threshold's limit counted only ordinary answers that clear ask too (2026-12-08);
+    # 81.5, 97.7, 73.3, 75.9, 10.9, 21.8 before
     # with the pattern families and corpus additions of 2026-12-06 (83.1, 97.7, 66.7, 75.9,
     # 9.7, 20.6 with the first 900 of the 2,041 lines added that day); 76.2, 93.8, 46.7,
     # 73.1, 10.9, 20.6 before them; 69.2, 93.1, 26.7, 72.2, 10.3, 21.8 before the heads
@@ -135,6 +138,18 @@ FLOORS = {
         "ask_at_ask": 0.82,
         "none_at_crisis": 0.11,
         "none_at_ask": 0.11,
+    },
+    # written blind on 2026-12-08 (200 lines, half of them long forum-style posts; the 14 within
+    # difflib 0.85 of an existing line dropped before scoring) and scored once, before any change:
+    # 93.3, 96.6, 97.1, 87.8, 14.3, 25.0 (%); with that day's crisis-limit change 94.4, 96.6, 97.1,
+    # 87.8, 14.3, 25.0. Its misses were not read before that change.
+    "crisis_fresh5.jsonl": {
+        "crisis_at_crisis": 0.92,
+        "crisis_at_ask": 0.94,
+        "imminent_at_imminent": 0.94,
+        "ask_at_ask": 0.85,
+        "none_at_crisis": 0.16,
+        "none_at_ask": 0.27,
     },
 }
 

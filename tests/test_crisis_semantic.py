@@ -10,6 +10,7 @@ import pytest
 
 from bot.crisis import encoder as encoders
 from bot.crisis import semantic
+from bot.crisis.types import RANK
 
 
 def test_the_corpus_is_large_checked_and_covers_every_category_in_english_and_spanish():
@@ -111,8 +112,11 @@ def test_the_shared_support_vectors_give_each_kernel_its_own_decision():
         assert np.array_equal(distinct[index[name]], kernel.vectors)
     vectors = encoders.load().encode(["i have the tablets in front of me", "my GP is Dr Okafor", "no"])
     levels, signals = heads.all_decisions(vectors)
+    # The same sums in float32 in another order: they differ in the third decimal
+    # on some CPUs (seen: 1.1e-3 on an AVX-512 machine); far less than the heads'
+    # values move between one message and its paraphrase.
     for name, kernel in kernels.items():
-        assert np.allclose({**levels, **signals}[name], kernel.decision(vectors), atol=1e-3)
+        assert np.allclose({**levels, **signals}[name], kernel.decision(vectors), atol=5e-3)
     assert levels.keys() == heads.decisions(vectors).keys()
 
 
@@ -128,6 +132,27 @@ def test_thresholds_keep_the_recall_target_unless_ordinary_answers_pay_for_it():
     limited = semantic.choose_thresholds(decisions, levels, ordinary)
     assert limited["ask"] >= free["ask"]
     assert np.mean(decisions["ask"][:200] >= limited["ask"]) <= semantic.MAX_ORDINARY["ask"] + 0.01
+
+
+def test_the_crisis_limit_counts_only_ordinary_answers_that_would_get_the_crisis_wording():
+    """An ordinary answer gets the crisis wording only if it clears the ask
+    threshold as well as the crisis one (level_from), so only those count."""
+    rng = np.random.default_rng(1)
+    levels = ["none"] * 400 + ["crisis"] * 90 + ["imminent"] * 10
+    ask, crisis = rng.normal(size=500), rng.normal(size=500)
+    ask[400:] += 3.0  # the risky items clear ask; the crisis head alone cannot tell them apart
+    decisions = {"ask": ask, "crisis": crisis, "imminent": rng.normal(size=500)}
+    ordinary = np.array([True] * 400 + [False] * 100)
+    chosen = semantic.choose_thresholds(decisions, levels, ordinary)
+    given = [
+        semantic.level_from({name: float(values[i]) for name, values in decisions.items()}, chosen)
+        for i in range(500)
+    ]
+    at_crisis = np.mean([RANK[level] >= RANK["crisis"] for level in given[:400]])
+    assert at_crisis <= semantic.MAX_ORDINARY["crisis"] + 0.005
+    # The crisis head's value alone would have been held to the limit: a higher threshold.
+    alone = float(np.quantile(crisis[:400], 1.0 - semantic.MAX_ORDINARY["crisis"]))
+    assert chosen["crisis"] < alone
 
 
 def test_the_heads_are_trained_once_and_found_by_fingerprint():

@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 CORPUS = Path(__file__).with_name("data") / "corpus"
 REAL = Path(__file__).with_name("data") / "real"
 REAL_CATEGORY = "real_text"  # the category of every line of data/real: no signal, not ordinary
-HEAD_VERSION = "3"
+HEAD_VERSION = "4"
 SEED = 20261202
 VALIDATION_BUCKETS = 5  # one bucket in five is the validation split
 
@@ -383,11 +383,18 @@ def choose_thresholds(decisions: dict[str, np.ndarray], levels: Sequence[str], o
     For each of ask, crisis and imminent: the highest threshold at which the
     items of that level or above still clear it with at least TARGET_RECALL
     of them, raised where needed so that no more than MAX_ORDINARY of the
-    ordinary answers (`ordinary`, a mask) clear it. The recall each threshold
-    keeps is in the heads' meta and in README "Crisis detection".
+    ordinary answers (`ordinary`, a mask) would be given that level. A level
+    needs the heads below it too (level_from), so an ordinary answer counts
+    against crisis's limit only if it also clears the ask threshold: the limit
+    is on answers that would get the crisis wording, not on the crisis head's
+    value alone, which held crisis to a stricter limit than the one set (an
+    answer the ask head clears is already interrupted, by the safety question).
+    The recall each threshold keeps is in the heads' meta and in README
+    "Crisis detection".
     """
     ranks = np.array([RANK[level] for level in levels])
-    chosen = {}
+    chosen: dict[str, float] = {}
+    below = np.ones(len(levels), dtype=bool)  # clears every threshold chosen so far
     for level, target in TARGET_RECALL.items():
         positive = np.sort(decisions[level][ranks >= RANK[level]])
         if positive.size == 0:
@@ -396,9 +403,13 @@ def choose_thresholds(decisions: dict[str, np.ndarray], levels: Sequence[str], o
         k = int(np.floor((1.0 - target) * positive.size))
         threshold = float(positive[k])
         if level in MAX_ORDINARY and ordinary.any():
-            limit = float(np.quantile(decisions[level][ordinary], 1.0 - MAX_ORDINARY[level]))
+            # An answer stopped by a lower threshold counts as clearing nothing here.
+            values = decisions[level][ordinary]
+            floor = float(decisions[level].min()) - 1.0
+            limit = float(np.quantile(np.where(below[ordinary], values, floor), 1.0 - MAX_ORDINARY[level]))
             threshold = max(threshold, limit)
         chosen[level] = threshold
+        below &= decisions[level] >= threshold
     return chosen
 
 
