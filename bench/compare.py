@@ -401,6 +401,18 @@ def show_latency(turns: Turns) -> None:
     print(f"  empty replies: {turns.empty}")
 
 
+def show_by_index(turns: Turns) -> None:
+    """Latency by turn index. With one closed-loop user (``--users 1``) a
+    turn's latency is its cost alone, with no queue: how turn cost grows with
+    the conversation. The last turn is the submission, which does more."""
+    print("  latency by turn index (p50 / p95 ms, turns):")
+    for index in sorted(turns.by_index):
+        values = sorted(turns.by_index[index])
+        if index % 5 == 0 or index < 3 or index == max(turns.by_index):
+            p50, p95 = percentile(values, 0.5) * 1000, percentile(values, 0.95) * 1000
+            print(f"    turn {index:3d}: {p50:6.0f} / {p95:6.0f}  ({len(values)})")
+
+
 def show_timeline(turns: Turns, width: float = 30.0) -> None:
     """Turns ended in each ``width`` seconds of the run: a stall or a burst
     shows as one window's p95 and errors, where the run's own hide it."""
@@ -442,12 +454,7 @@ def main() -> None:
         print(f"  turns: {len(turns.seconds)} ({rate:.1f}/s)")
         show_latency(turns)
         print(f"  referrals sent: {len(sent)}; stored exactly once: {once}; stored in all: {len(stored)}")
-        print("  latency by turn index (p50 / p95 ms, turns):")
-        for index in sorted(turns.by_index):
-            values = sorted(turns.by_index[index])
-            if index % 5 == 0 or index < 3:
-                p50, p95 = percentile(values, 0.5) * 1000, percentile(values, 0.95) * 1000
-                print(f"    turn {index:3d}: {p50:6.0f} / {p95:6.0f}  ({len(values)})")
+        show_by_index(turns)
         show_timeline(turns)
         show_cpu(cpu, len(turns.seconds))
         show_memory("assistant", mem)
@@ -468,6 +475,7 @@ def main() -> None:
     )
     print(f"  {rate:.1f} turns/s; referrals sent {len(sent)}, stored {len(stored)}")
     show_latency(turns)
+    show_by_index(turns)
     show_cpu(cpu, len(turns.seconds))
     show_memory("assistant", mem)
     if not args.skip_starter:
