@@ -82,7 +82,7 @@ FLOORS = {
     # each source left out of training: measured 84.6, 97.7, 73.3, 75.9, 9.7, 20.0 (%) after the
     # pattern fixes of 2026-12-08 (found by reading its false alarms); 84.6, 97.7, 73.3, 76.9,
     # 11.5, 21.8 once the crisis threshold's limit counted only ordinary answers that clear ask
-    # too (2026-12-08); 81.5, 97.7, 73.3, 75.9, 10.9, 21.8 before
+    # too (2026-12-08); 81.5, 97.7, 73.3, 76.9, 10.9, 21.8 before
     # with the pattern families and corpus additions of 2026-12-06 (83.1, 97.7, 66.7, 75.9,
     # 9.7, 20.6 with the first 900 of the 2,041 lines added that day); 76.2, 93.8, 46.7,
     # 73.1, 10.9, 20.6 before them; 69.2, 93.1, 26.7, 72.2, 10.3, 21.8 before the heads
