@@ -113,8 +113,8 @@ def test_the_shared_support_vectors_give_each_kernel_its_own_decision():
     vectors = encoders.load().encode(["i have the tablets in front of me", "my GP is Dr Okafor", "no"])
     levels, signals = heads.all_decisions(vectors)
     # The same sums in float32 in another order: they differ in the third decimal
-    # on some CPUs (seen: 1.1e-3 on an AVX-512 machine); far less than the heads'
-    # values move between one message and its paraphrase.
+    # on some CPUs (seen: 1.1e-3 on an AVX-512 machine). A level could differ
+    # only for a message that close to a threshold.
     for name, kernel in kernels.items():
         assert np.allclose({**levels, **signals}[name], kernel.decision(vectors), atol=5e-3)
     assert levels.keys() == heads.decisions(vectors).keys()
