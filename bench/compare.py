@@ -90,14 +90,19 @@ def percentile(values: list[float], share: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(share * 100) - 1]
 
 
-def rss_mb(pid: int) -> float:
+def _proc_mb(pid: int, name: str, field: str) -> float:
+    """A kB field of /proc/<pid>/<name>, in MB; 0 if the process has gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def rss_mb(pid: int) -> float:
+    return _proc_mb(pid, "status", "VmRSS:")
 
 
 def cmdline(pid: int) -> str:
@@ -132,13 +137,7 @@ def process_name(pid: int) -> str:
 def pss_mb(pid: int) -> float:
     """Proportional resident memory: each shared page counted once across the
     processes sharing it (Rasa's forked servers share the loaded model)."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return _proc_mb(pid, "smaps_rollup", "Pss:")
 
 
 def memory(pids: list[int], measure=None) -> dict[str, float]:
